@@ -1,0 +1,5 @@
+"""``python -m nubes`` is the ``nubes`` command."""
+
+from nubes.cli.main import main
+
+raise SystemExit(main())

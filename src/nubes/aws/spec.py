@@ -1,0 +1,296 @@
+"""botocore's service models, loaded once, and the indexes the gateway routes by.
+
+Everything about the wire that the models say (protocols, target prefixes,
+signing names, REST routes, error statuses) is read from them here; nothing
+else in nubes hard-codes a service's wire details.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from botocore.loaders import Loader
+from botocore.model import OperationModel, ServiceModel, Shape, StructureShape
+
+_LOADER = Loader()
+
+#: protocols nubes parses and serializes, in botocore's order of preference (other
+#: SDKs may pick another listed protocol: requests are answered in their own)
+SUPPORTED_PROTOCOLS = ("json", "rest-json", "rest-xml", "smithy-rpc-v2-cbor", "query")
+#: botocore.utils.PRIORITY_ORDERED_SUPPORTED_PROTOCOLS
+_BOTOCORE_PRIORITY = ("json", "rest-json", "rest-xml", "smithy-rpc-v2-cbor", "query")
+
+
+@cache
+def service_model(name: str) -> ServiceModel:
+    """The botocore model of a service (``ssm``, ``s3``, ...)."""
+    data = _LOADER.load_service_model(name, "service-2")
+    return ServiceModel(data, service_name=name)
+
+
+def client_protocol(model: ServiceModel) -> str:
+    """The protocol botocore's client uses for this model (first supported one)."""
+    protocols = model.metadata.get("protocols") or [model.metadata["protocol"]]
+    # botocore walks its own priority order (json first), not the model's list order:
+    # for cloudwatch (["smithy-rpc-v2-cbor", "json", "query"]) it sends JSON
+    for proto in _BOTOCORE_PRIORITY:
+        if proto in protocols and proto in SUPPORTED_PROTOCOLS:
+            return proto
+    return str(model.metadata["protocol"])
+
+
+def signing_name(model: ServiceModel) -> str:
+    meta = model.metadata
+    return str(meta.get("signingName") or meta.get("endpointPrefix") or model.service_name)
+
+
+@dataclass
+class RestRoute:
+    """One REST operation's URI template compiled to a matcher."""
+
+    operation: str
+    method: str
+    path_regex: re.Pattern[str]
+    #: query keys the template requires (``?uploads``, ``?partNumber&uploadId``)
+    required_query: frozenset[str]
+    #: query keys of required querystring members (rank, do not exclude)
+    member_query: frozenset[str]
+    #: fixed query values (``?x-id=GetObject``, ``?list-type=2``)
+    query_values: dict[str, str]
+    labels: tuple[str, ...]
+    #: how specific the template is: more literal characters and query keys win
+    score: tuple[int, int, int, int]
+    #: required header members: they rank routes sharing a URI (CopyObject vs PutObject)
+    required_headers: frozenset[str] = frozenset()
+
+
+_LABEL = re.compile(r"\{([^}]+)\}")
+
+
+def _compile_uri(op: OperationModel) -> RestRoute:
+    http = op.http
+    uri: str = http["requestUri"]
+    path, _, query = uri.partition("?")
+    labels: list[str] = []
+    pattern = "^"
+    pos = 0
+    literal = 0
+    for m in _LABEL.finditer(path):
+        chunk = path[pos : m.start()]
+        pattern += re.escape(chunk)
+        literal += len(chunk)
+        name = m.group(1)
+        if name.endswith("+"):
+            name = name[:-1]
+            pattern += f"(?P<{_group(name)}>.+)"
+        else:
+            pattern += f"(?P<{_group(name)}>[^/]+)"
+        labels.append(name)
+        pos = m.end()
+    tail = path[pos:]
+    literal += len(tail)
+    pattern += re.escape(tail)
+    # AWS accepts a trailing slash on most REST paths
+    if not pattern.endswith("/"):
+        pattern += "/?"
+    pattern += "$"
+    required: set[str] = set()
+    values: dict[str, str] = {}
+    # required query members tell operations with the same URI apart
+    # (DeleteObject vs AbortMultipartUpload?uploadId); they rank routes rather
+    # than exclude them, so a request missing one gets a validation error
+    members: set[str] = set()
+    shape = op.input_shape
+    if shape is not None:
+        for name in shape.required_members:
+            member = shape.members[name]
+            if member.serialization.get("location") == "querystring":
+                members.add(str(member.serialization.get("name", name)))
+    for part in query.split("&"):
+        if not part:
+            continue
+        key, eq, value = part.partition("=")
+        if key == "x-id":
+            continue  # optional hint some SDKs add
+        required.add(key)
+        if eq:
+            values[key] = value
+    return RestRoute(
+        operation=op.name,
+        method=http["method"],
+        path_regex=re.compile(pattern),
+        required_query=frozenset(required),
+        member_query=frozenset(members),
+        query_values=values,
+        labels=tuple(labels),
+        # deprecated operations lose ties (GetBucketLifecycle vs ...Configuration)
+        score=(len(required) + len(values), literal, -len(labels), 0 if op.deprecated else 1),
+        required_headers=_required_headers(op),
+    )
+
+
+def _required_headers(op: OperationModel) -> frozenset[str]:
+    """Lower-cased names of required header members (``x-amz-copy-source``)."""
+    shape = op.input_shape
+    if shape is None:
+        return frozenset()
+    return frozenset(
+        str(shape.members[n].serialization.get("name", n)).lower()
+        for n in shape.required_members
+        if shape.members[n].serialization.get("location") == "header"
+    )
+
+
+def _group(label: str) -> str:
+    """Regex group names must be identifiers; labels can contain dashes."""
+    return "L_" + re.sub(r"\W", "_", label)
+
+
+def label_group(label: str) -> str:
+    return _group(label)
+
+
+@dataclass
+class ServiceIndex:
+    """Routing facts of one model."""
+
+    name: str
+    model: ServiceModel
+    protocol: str
+    signing_name: str
+    target_prefix: str | None
+    rest_routes: dict[str, list[RestRoute]] = field(default_factory=dict)
+    #: error code → HTTP status, from the model's error shapes
+    error_status: dict[str, int] = field(default_factory=dict)
+    #: operations that need no signature (``authtype: none``)
+    unsigned_operations: frozenset[str] = frozenset()
+    query_compatible: bool = False
+    #: every protocol the model lists (a client may speak any of them)
+    protocols: tuple[str, ...] = ()
+    #: operation names as a set (the model's own list is linear to search)
+    operation_names: frozenset[str] = frozenset()
+
+    def match_rest(
+        self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str] | None = None
+    ) -> tuple[RestRoute, dict[str, str]] | None:
+        """The most specific route matching method, path and query keys."""
+        best: tuple[tuple[int, ...], RestRoute, re.Match[str]] | None = None
+        keys = query.keys()
+        for route in self.rest_routes.get(method, ()):
+            if not route.required_query.issubset(keys):
+                continue
+            if any(query.get(k, [None])[0] != v for k, v in route.query_values.items()):
+                continue
+            m = route.path_regex.match(path)
+            if m is None:
+                continue
+            present = len(route.member_query & keys)
+            rank = route.score[0] + 2 * present - len(route.member_query)
+            if headers is not None and route.required_headers:
+                # a required header that is there wins over a twin route; one missing loses
+                rank += 2 * len(route.required_headers & headers.keys()) - len(route.required_headers)
+            score = (rank, *route.score[1:])
+            if best is None or score > best[0]:
+                best = (score, route, m)
+        if best is None:
+            return None
+        _, route, m = best
+        return route, {label: m.group(_group(label)) for label in route.labels}
+
+
+def _error_statuses(model: ServiceModel) -> dict[str, int]:
+    statuses: dict[str, int] = {}
+    for name in model.shape_names:
+        shape = model.shape_for(name)
+        if not shape.metadata.get("exception"):
+            continue
+        err = shape.metadata.get("error", {})
+        status = int(err.get("httpStatusCode", 400))
+        statuses[name] = status
+        code = err.get("code")
+        if code:
+            statuses[str(code)] = status
+    return statuses
+
+
+def _unsigned(model: ServiceModel) -> frozenset[str]:
+    names: set[str] = set()
+    for op_name in model.operation_names:
+        op = model.operation_model(op_name)
+        auth = op.metadata.get("auth") or []
+        if op.auth_type == "none" or "smithy.api#noAuth" in auth:
+            names.add(op_name)
+    return frozenset(names)
+
+
+@cache
+def service_index(name: str) -> ServiceIndex:
+    """Routing facts of a model, computed once."""
+    model = service_model(name)
+    index = ServiceIndex(
+        name=name,
+        model=model,
+        protocol=client_protocol(model),
+        signing_name=signing_name(model),
+        target_prefix=model.metadata.get("targetPrefix"),
+        error_status=_error_statuses(model),
+        unsigned_operations=_unsigned(model),
+        query_compatible="awsQueryCompatible" in model.metadata,
+        operation_names=frozenset(model.operation_names),
+        protocols=tuple(model.metadata.get("protocols") or [model.metadata["protocol"]]),
+    )
+    if index.protocol in ("rest-json", "rest-xml"):
+        for op_name in model.operation_names:
+            route = _compile_uri(model.operation_model(op_name))
+            index.rest_routes.setdefault(route.method, []).append(route)
+    return index
+
+
+@dataclass
+class Catalog:
+    """Indexes across the served models, for routing a request to its model."""
+
+    by_name: dict[str, ServiceIndex]
+    by_signing_name: dict[str, list[ServiceIndex]]
+    by_target_prefix: dict[str, ServiceIndex]
+    #: query-protocol action name → models that have it (for unsigned requests)
+    by_query_action: dict[str, list[ServiceIndex]]
+    #: ``X-Amz-Target`` → its route (``nubes.gateway.routing.Route``), filled as
+    #: targets are first resolved: the route of a target never changes
+    target_routes: dict[str, Any] = field(default_factory=dict)
+
+
+def build_catalog(models: Iterable[str]) -> Catalog:
+    """Routing indexes over ``models``."""
+    by_name: dict[str, ServiceIndex] = {}
+    by_signing: dict[str, list[ServiceIndex]] = {}
+    by_target: dict[str, ServiceIndex] = {}
+    by_action: dict[str, list[ServiceIndex]] = {}
+    for name in sorted(models):
+        idx = service_index(name)
+        by_name[name] = idx
+        by_signing.setdefault(idx.signing_name, []).append(idx)
+        if idx.target_prefix:
+            by_target[idx.target_prefix] = idx
+        if idx.protocol == "query":
+            for op in idx.model.operation_names:
+                by_action.setdefault(op, []).append(idx)
+    return Catalog(by_name, by_signing, by_target, by_action)
+
+
+def input_shape(op: OperationModel) -> StructureShape | None:
+    shape = op.input_shape
+    return shape if isinstance(shape, StructureShape) else None
+
+
+def output_shape(op: OperationModel) -> StructureShape | None:
+    shape = op.output_shape
+    return shape if isinstance(shape, StructureShape) else None
+
+
+def member_location_name(name: str, shape: Shape) -> str:
+    return str(shape.serialization.get("name", name))

@@ -1,0 +1,124 @@
+"""Loading CloudFormation templates: JSON or YAML, short-form tags → long form.
+
+``!Ref x`` becomes ``{"Ref": "x"}``, ``!GetAtt a.b`` becomes
+``{"Fn::GetAtt": ["a", "b"]}``, ``!Condition c`` becomes ``{"Condition": "c"}`` and
+every other ``!Name`` becomes ``{"Fn::Name": ...}``. Parse errors are reported as
+CloudFormation reports them: ``Template format error: YAML not well-formed.
+(line L, column C)``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+
+from nubes.aws.errors import AwsError
+
+#: short-form tags whose long form is ``Fn::<name>``
+_FN_TAGS = (
+    "Sub", "If", "Join", "Select", "Split", "FindInMap", "ImportValue", "GetAZs",
+    "Base64", "Cidr", "Equals", "And", "Or", "Not", "ToJsonString", "Length",
+    "Transform", "ForEach", "Contains", "EachMemberEquals", "EachMemberIn", "RefAll", "ValueOf",
+    "ValueOfAll",
+)  # fmt: skip
+
+
+def template_error(message: str) -> AwsError:
+    """CloudFormation's ValidationError (the code every template problem uses)."""
+    return AwsError("ValidationError", message, 400)
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with CloudFormation's tags, and dates kept as strings (AWS reads
+    ``2010-09-09`` as the string it wrote, never a date object)."""
+
+
+# Remove the timestamp resolver from our subclass only: copy the table first.
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _node_value(loader: _Loader, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.ScalarNode):
+        return loader.construct_scalar(node)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node, deep=True)
+    raise yaml.constructor.ConstructorError(None, None, "unexpected node", node.start_mark)
+
+
+def _fn_constructor(name: str) -> Any:
+    def construct(loader: _Loader, node: yaml.Node) -> dict[str, Any]:
+        return {name: _node_value(loader, node)}
+
+    return construct
+
+
+def _getatt(loader: _Loader, node: yaml.Node) -> dict[str, Any]:
+    value = _node_value(loader, node)
+    if isinstance(value, str):
+        # ``!GetAtt Res.Attr.Sub`` — the logical id never has a dot, the attribute may.
+        resource, _, attribute = value.partition(".")
+        return {"Fn::GetAtt": [resource, attribute]}
+    return {"Fn::GetAtt": value}
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    # CloudFormation rejects duplicate keys rather than keeping the last one.
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in seen:
+            mark = key_node.start_mark
+            raise yaml.constructor.ConstructorError(
+                None, None, f"Duplicate key {key}", mark
+            )
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:map", lambda ld, n: _construct_mapping(ld, n, True))  # type: ignore[arg-type]
+_Loader.add_constructor("!Ref", _fn_constructor("Ref"))
+_Loader.add_constructor("!Condition", _fn_constructor("Condition"))
+_Loader.add_constructor("!GetAtt", _getatt)
+for _tag in _FN_TAGS:
+    _Loader.add_constructor(f"!{_tag}", _fn_constructor(f"Fn::{_tag}"))
+
+
+def _yaml_error(exc: yaml.YAMLError) -> AwsError:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return template_error(f"Template format error: YAML not well-formed.{where}")
+
+
+def parse_template(body: str | bytes) -> dict[str, Any]:
+    """Parse a template body (JSON or YAML) into a dict in long form."""
+    text = body.decode("utf-8") if isinstance(body, bytes) else body
+    stripped = text.lstrip()
+    if not stripped:
+        raise template_error("Template format error: unsupported structure.")
+    if stripped.startswith("{"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise template_error(
+                f"Template format error: JSON not well-formed. (line {exc.lineno}, column {exc.colno})"
+            ) from None
+    else:
+        try:
+            data = yaml.load(text, Loader=_Loader)
+        except yaml.YAMLError as exc:
+            raise _yaml_error(exc) from None
+    if not isinstance(data, dict):
+        raise template_error("Template format error: unsupported structure.")
+    return data
+
+
+def dump_template(template: dict[str, Any]) -> str:
+    """Serialize a template as JSON (what GetTemplate returns for processed templates)."""
+    return json.dumps(template, indent=2, default=str)

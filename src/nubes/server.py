@@ -1,0 +1,236 @@
+"""Run the gateway under uvicorn: one process, one port, all services."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import signal
+import socket
+import sys
+from collections.abc import Iterator
+from typing import Any, Literal, cast
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from nubes.app import App
+from nubes.gateway.asgi import Gateway
+from nubes.settings import Settings
+
+
+class PortInUse(Exception):
+    """The configured port is taken."""
+
+
+def check_port(host: str, port: int) -> None:
+    """Fail early, with a clear message, when the port is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                raise PortInUse(f"port {port} on {host} is already in use") from None
+            raise
+
+
+#: buffered response bytes above which a write goes out at once (so flow control,
+#: which watches the real transport's buffer, still paces a streamed body)
+_COALESCE_LIMIT = 65536
+
+
+class _CoalescingWriter:
+    """The transport as a connection's HTTP protocol sees it: the writes made in one
+    event-loop step leave as one ``send``.
+
+    uvicorn writes a response's status line and headers, then its body, each with
+    its own ``transport.write`` — two system calls and two TCP segments for every
+    small AWS answer, which profiling showed as the largest single cost per request.
+    """
+
+    __slots__ = ("_loop", "_pending", "_size", "transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self.transport = transport
+        self._loop = loop
+        self._pending: list[bytes] | None = None
+        self._size = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        chunk = data if type(data) is bytes else bytes(data)
+        if self._pending is None:
+            self._pending = [chunk]
+            self._size = len(chunk)
+            self._loop.call_soon(self.flush)
+        else:
+            self._pending.append(chunk)
+            self._size += len(chunk)
+        if self._size >= _COALESCE_LIMIT:
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand the buffered bytes to the real transport."""
+        pending = self._pending
+        if pending is None:
+            return
+        self._pending = None
+        if not self.transport.is_closing():
+            self.transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+
+class _HttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol writing each response with one system call."""
+
+    _writer: _CoalescingWriter
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)  # flow control watches the real transport
+        self._writer = _CoalescingWriter(transport, self.loop)
+        self.transport = cast(asyncio.Transport, self._writer)
+
+    def handle_websocket_upgrade(self) -> None:
+        # the WebSocket protocol takes the connection over: give it the real transport
+        self._writer.flush()
+        self.transport = self._writer.transport
+        super().handle_websocket_upgrade()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server without its own signal handling: ``_serve_all`` handles
+    SIGINT/SIGTERM for every listener and exits 0 after a graceful shutdown."""
+
+    #: a socket already bound to the listener's port (serve on it instead of binding)
+    bound: socket.socket | None = None
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _serve_all(app: App, servers: list[_Server]) -> None:
+    """Run the listeners together; the first SIGINT/SIGTERM stops them gracefully,
+    a second SIGINT forces the exit."""
+    loop = asyncio.get_running_loop()
+
+    def on_signal(sig: int) -> None:
+        # long polls (SQS ReceiveMessage) end now instead of holding the graceful wait
+        app.bus.publish("nubes:stopping", None)
+        for server in servers:
+            if server.should_exit and sig == signal.SIGINT:
+                server.force_exit = True
+            server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    await asyncio.gather(
+        *(server.serve(sockets=[server.bound] if server.bound else None) for server in servers)
+    )
+
+
+def _tls_server(settings: Settings, app: App, gateway: Gateway) -> _Server | None:
+    """The HTTPS listener for AWS hostnames, on ``tls_port`` (0: a free port)."""
+    if settings.tls_port < 0:
+        return None
+    from nubes.gateway.tls import LocalCA
+
+    # a free port stays ours from the moment it is picked: closing it and letting uvicorn
+    # bind it again later let another process take it, and nubes died after it had started
+    bound = None if settings.tls_port else _bound_socket(settings.host)
+    port = settings.tls_port or (bound.getsockname()[1] if bound else 0)
+    ca = LocalCA(settings.data_dir)
+    config = _uvicorn_config(settings, gateway, port=port, lifespan="off")
+    config.load()
+    config.ssl = ca.server_context()
+    config.ssl_certfile = str(ca.cert_path)  # marks the scope's scheme as https
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    app.tls_endpoint = f"https://{host}:{port}"
+    app.ca_bundle = str(ca.cert_path)
+    server = _Server(config)
+    server.bound = bound
+    return server
+
+
+def _bound_socket(host: str) -> socket.socket:
+    """A TCP socket bound to a free port on ``host``, for a listener to serve on."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    return sock
+
+
+def build(settings: Settings) -> tuple[App, Gateway]:
+    """A fresh app and its ASGI gateway."""
+    app = App(settings)
+    return app, Gateway(app)
+
+
+def _uvicorn_config(settings: Settings, gateway: Gateway, *, port: int | None = None, lifespan: Literal["on", "off"] = "on") -> uvicorn.Config:
+    try:
+        import uvloop  # noqa: F401
+
+        loop = "uvloop"
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        loop = "asyncio"
+    return uvicorn.Config(
+        gateway,
+        host=settings.host,
+        port=settings.port if port is None else port,
+        http=_HttpProtocol,
+        ws="websockets-sansio",
+        loop=loop,
+        lifespan=lifespan,
+        access_log=False,
+        log_level="warning" if settings.log_level == "info" else settings.log_level,
+        timeout_graceful_shutdown=5,
+        timeout_keep_alive=65,
+        server_header=False,
+        date_header=True,
+    )
+
+
+def serve(settings: Settings, banner: bool = True) -> int:
+    """Serve until SIGINT/SIGTERM; returns the exit code."""
+    logging.basicConfig(
+        level=getattr(logging, settings.log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        check_port(settings.host, settings.port)
+    except PortInUse as exc:
+        print(f"nubes: {exc} — is another nubes running? Choose another with --port.", file=sys.stderr)
+        return 2
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app, gateway = build(settings)
+    server = _Server(_uvicorn_config(settings, gateway))
+    servers = [server]
+    tls = _tls_server(settings, app, gateway)
+    if tls is not None:
+        servers.append(tls)
+    if banner:
+        print(
+            f"nubes {app.version} on {settings.endpoint} "
+            f"(data: {settings.data_dir}, store: {settings.store_backend}"
+            + (f", https: {app.tls_endpoint}" if app.tls_endpoint else "") + ")",
+            flush=True,
+        )
+        print(f"console: {settings.endpoint}/_nubes/console/", flush=True)
+    try:
+        import uvloop
+
+        uvloop.run(_serve_all(app, servers))
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        asyncio.run(_serve_all(app, servers))
+    return 0 if server.started else 1

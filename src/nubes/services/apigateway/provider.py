@@ -1,0 +1,220 @@
+"""API Gateway: REST (v1), HTTP and WebSocket (v2) APIs and the @connections API.
+
+Operations that both generations have (CreateStage, CreateDeployment,
+CreateAuthorizer, ...) arrive with ``ctx.service`` telling which model they
+belong to and are handed to that generation's implementation."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import time
+import uuid
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+
+from nubes.app import App
+from nubes.aws.errors import not_implemented
+from nubes.aws.protocol.types import WireResponse
+from nubes.gateway.websocket import WebSocket
+from nubes.services.apigateway.authorizers import Authorizers
+from nubes.services.apigateway.export import Exports
+from nubes.services.apigateway.http_api import HttpApiServer
+from nubes.services.apigateway.openapi_http import HttpApiImports
+from nubes.services.apigateway.payloads import Incoming, json_response
+from nubes.services.apigateway.rest_api import RestApiServer
+from nubes.services.apigateway.store import ApiStore
+from nubes.services.apigateway.tags import TagsV1, TagsV2
+from nubes.services.apigateway.telemetry import Outcome, Telemetry
+from nubes.services.apigateway.usage import UsagePlans
+from nubes.services.apigateway.v1 import RestApis
+from nubes.services.apigateway.v1_more import RestApiExtras
+from nubes.services.apigateway.v2 import HttpApis
+from nubes.services.apigateway.validation import MAX_PAYLOAD
+from nubes.services.apigateway.websockets import WebSocketServer
+from nubes.services.base import HttpRequest, Provider, RequestContext
+
+
+class ApiGatewayProvider(Provider):
+    """Control planes of both generations, the execute-api data plane, WebSockets."""
+
+    def __init__(self, app: App) -> None:
+        super().__init__(app)
+        self.apis = ApiStore(app)
+        self.v1 = RestApis(self.apis)
+        self.v2 = HttpApis(self.apis)
+        self.usage = UsagePlans(app)
+        self.v1x = RestApiExtras(self.apis)
+        self.tags1 = TagsV1(self.apis)
+        self.tags2 = TagsV2(self.apis)
+        self.v2x = HttpApiImports(self.apis, self.v2)
+        self.telemetry = Telemetry(app)
+        self.exports = Exports(self.apis)
+        self.authorizers = Authorizers(app)
+        self.http = HttpApiServer(app, self.authorizers)
+        self.rest = RestApiServer(app, self.authorizers)
+        self.ws = WebSocketServer(app, self.authorizers)
+        self._snapshots: dict[tuple[str, str], dict[str, Any]] = {}
+
+    # -- @connections (apigatewaymanagementapi) -------------------------------------
+
+    async def post_to_connection(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        await self.ws.post(params["ConnectionId"], params["Data"] if isinstance(params["Data"], bytes) else str(params["Data"]).encode())
+        return {}
+
+    async def get_connection(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        return self.ws.describe(params["ConnectionId"])
+
+    async def delete_connection(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        await self.ws.delete(params["ConnectionId"])
+        return {}
+
+    # -- execute-api ------------------------------------------------------------------
+
+    async def _snapshot(self, api_id: str, deployment_id: str | None) -> dict[str, Any] | None:
+        if not deployment_id:
+            return None
+        key = (api_id, deployment_id)
+        snapshot = self._snapshots.get(key)
+        if snapshot is None:
+            deployment = await self.apis.deployment(api_id, deployment_id)
+            if deployment is None:
+                return None
+            snapshot = deployment["Snapshot"]
+            self._snapshots[key] = snapshot
+        return snapshot
+
+    @staticmethod
+    def _split_stage(api: dict[str, Any], path: str) -> tuple[str, str] | None:
+        parts = path.split("/", 2)
+        first = parts[1] if len(parts) > 1 else ""
+        if first and first in api["Stages"] and first != "$default":
+            return first, "/" + (parts[2] if len(parts) > 2 else "")
+        if api["Version"] == 2 and "$default" in api["Stages"]:
+            return "$default", path or "/"
+        return None
+
+    async def execute_api(self, request: HttpRequest, match: re.Match[str]) -> WireResponse:
+        """``{api}.execute-api.localhost/...`` and ``/_nubes/execute-api/{api}/...``."""
+        api_id = match.group("api")
+        path = match.groupdict().get("rest") or request.path
+        api = await self.apis.find_serving(api_id)
+        if api is None:
+            return json_response(404 if api_id else 403, {"message": "Not Found"})
+        split = self._split_stage(api, path or "/")
+        if split is None:
+            return json_response(403 if api["Version"] == 1 else 404, {"message": "Forbidden" if api["Version"] == 1 else "Not Found"})
+        stage_name, rest = split
+        if len(request.body) > MAX_PAYLOAD:
+            return json_response(413, {"message": "Request Too Long"})
+        if rest.startswith("/@connections/"):
+            return await self._connections_http(request, rest.split("/", 2)[2])
+        stage = api["Stages"][stage_name]
+        snapshot = await self._snapshot(api_id, stage.get("DeploymentId") or stage.get("deploymentId"))
+        if snapshot is None:
+            return json_response(404, {"message": "Not Found"})
+        host = request.headers.get("host", "").split(":")[0]
+        req = Incoming(request.method, rest, request.query_string.decode("latin-1"), dict(request.headers), request.body,
+                       request.client_ip, api_id, stage_name, host or f"{api_id}.execute-api.localhost",
+                       str(uuid.uuid4()), self.app.settings.account_id, started=time.time())  # fmt: skip
+        begun = time.perf_counter()
+        if api["Version"] == 2:
+            response = await self.http.serve(snapshot, stage, req, quote(request.path))
+        else:
+            response = await self.rest.serve(snapshot, stage, req, quote(request.path))
+        body = response.body if isinstance(response.body, bytes) else b""
+        self.telemetry.record(api, stage, req, Outcome(response.status, len(body), (time.perf_counter() - begun) * 1000,
+                                                       req.integration_ms, _error_message(response, body)))  # fmt: skip
+        return response
+
+    async def _connections_http(self, request: HttpRequest, connection_id: str) -> WireResponse:
+        from nubes.aws.errors import AwsError
+
+        try:
+            if request.method == "POST":
+                await self.ws.post(connection_id, request.body)
+                return WireResponse(200, {}, b"")
+            if request.method == "GET":
+                info = self.ws.describe(connection_id)
+                return json_response(200, {"connectedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(info["ConnectedAt"])),
+                                           "identity": {"sourceIp": info["Identity"]["SourceIp"], "userAgent": info["Identity"]["UserAgent"]},
+                                           "lastActiveAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(info["LastActiveAt"]))})  # fmt: skip
+            if request.method == "DELETE":
+                await self.ws.delete(connection_id)
+                return WireResponse(204, {}, b"")
+        except AwsError as err:
+            return json_response(err.status or 410, {"message": err.message or "Gone"})
+        return json_response(405, {"message": "Method Not Allowed"})
+
+    async def execute_api_ws(self, ws: WebSocket, match: re.Match[str]) -> None:
+        api_id = match.group("api")
+        api = await self.apis.find(api_id)
+        path = match.groupdict().get("rest") or ws.path
+        split = self._split_stage(api, path or "/") if api is not None and api.get("ProtocolType") == "WEBSOCKET" else None
+        if api is None or split is None:
+            await ws.wait_connect()
+            await ws.close(1008)
+            return
+        stage = api["Stages"][split[0]]
+        snapshot = await self._snapshot(api_id, stage.get("DeploymentId"))
+        if snapshot is None:
+            await ws.wait_connect()
+            await ws.close(1008)
+            return
+        host = ws.headers.get("host", "").split(":")[0] or f"{api_id}.execute-api.localhost"
+        await self.ws.serve(ws, api_id, split[0], snapshot, host)
+
+
+def _error_message(response: WireResponse, body: bytes) -> str | None:
+    """``$context.error.message``: the message of an error API Gateway itself answered."""
+    if response.status < 400 or not body.startswith(b'{"message":'):
+        return None
+    try:
+        message = orjson.loads(body).get("message")
+    except orjson.JSONDecodeError:
+        return None
+    return str(message) if message is not None else None
+
+
+_V1_PLANES = (("v1", RestApis), ("usage", UsagePlans), ("v1x", RestApiExtras), ("tags1", TagsV1), ("exports", Exports))
+_V2_PLANES = (("v2", HttpApis), ("tags2", TagsV2), ("v2x", HttpApiImports), ("exports", Exports))
+
+
+def _planes() -> dict[str, dict[str, tuple[str, str]]]:
+    """Operation name -> generation ("v1"/"v2") -> (plane attribute, method name).
+    v2 methods named ``*_v2`` implement the operation of the same name without it."""
+    table: dict[str, dict[str, tuple[str, str]]] = {}
+    for generation, planes in (("v1", _V1_PLANES), ("v2", _V2_PLANES)):
+        for plane, cls in planes:
+            for name, member in vars(cls).items():
+                if name.startswith("_") or not inspect.iscoroutinefunction(member):
+                    continue
+                table.setdefault(name.removesuffix("_v2"), {})[generation] = (plane, name)
+    return table
+
+
+def _dispatch(name: str, implementations: dict[str, tuple[str, str]]) -> Any:
+    async def method(self: ApiGatewayProvider, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        found = implementations.get("v2" if ctx.service == "apigatewayv2" else "v1")
+        if found is None:
+            raise not_implemented(ctx.service, ctx.operation)
+        result: dict[str, Any] = await getattr(getattr(self, found[0]), found[1])(ctx, params)
+        return result
+
+    method.__name__ = name
+    method.__doc__ = f"{name} of API Gateway ({' and '.join(sorted(implementations))})."
+    return method
+
+
+def _install() -> None:
+    """Give the provider one method per operation of either control plane; a name
+    both generations have (GetIntegration, CreateStage, ...) dispatches on
+    ``ctx.service``."""
+    for name, implementations in _planes().items():
+        if not hasattr(ApiGatewayProvider, name):
+            setattr(ApiGatewayProvider, name, _dispatch(name, implementations))
+
+
+_install()

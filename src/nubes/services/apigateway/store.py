@@ -1,0 +1,138 @@
+"""API Gateway's records: one document per API (v1 or v2) with everything that
+belongs to it, plus deployments (frozen copies a stage serves) and WebSocket
+connections.
+
+Keeping an API's routes, integrations and authorizers in one record makes every
+change atomic and a deployment a plain copy of it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from nubes.app import App
+from nubes.aws.errors import AwsError
+from nubes.storage.base import Txn
+from nubes.storage.keys import pack
+
+APIS = "apigw.apis"
+DEPLOYMENTS = "apigw.deployments"
+CONNECTIONS = "apigw.connections"
+KEYS = "apigw.apikeys"
+PLANS = "apigw.usageplans"
+_ID = string.ascii_lowercase + string.digits
+
+
+def new_id(length: int = 10) -> str:
+    return "".join(secrets.choice(_ID) for _ in range(length))
+
+
+def now() -> float:
+    return time.time()
+
+
+def not_found(what: str, v2: bool) -> AwsError:
+    if v2:
+        return AwsError("NotFoundException", f"Unable to find {what}", 404)
+    return AwsError("NotFoundException", f"Invalid {what} specified", 404)
+
+
+class ApiStore:
+    """Load, change and save API documents."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self._parsed: dict[str, tuple[bytes, dict[str, Any]]] = {}
+
+    async def get(self, api_id: str, v2: bool | None = None) -> dict[str, Any]:
+        raw = await self.app.store.read(lambda txn: txn.get(APIS, pack(api_id)))
+        if raw is None:
+            raise not_found(f"Api identified by {api_id}" if v2 is not False else "API identifier", bool(v2 is not False))
+        api: dict[str, Any] = orjson.loads(raw)
+        if v2 is not None and api["Version"] != (2 if v2 else 1):
+            raise not_found(f"Api identified by {api_id}" if v2 else "API identifier", v2)
+        return api
+
+    async def find(self, api_id: str) -> dict[str, Any] | None:
+        raw = await self.app.store.read(lambda txn: txn.get(APIS, pack(api_id)))
+        return None if raw is None else dict(orjson.loads(raw))
+
+    async def find_serving(self, api_id: str) -> dict[str, Any] | None:
+        """The API document for the data plane, parsed once per stored version: the
+        record is still read each request (another node may have changed it) but an
+        unchanged one is not parsed again. Callers must not modify the result."""
+        raw = await self.app.store.read(lambda txn: txn.get(APIS, pack(api_id)))
+        if raw is None:
+            self._parsed.pop(api_id, None)
+            return None
+        cached = self._parsed.get(api_id)
+        if cached is not None and cached[0] == raw:
+            return cached[1]
+        api: dict[str, Any] = orjson.loads(raw)
+        if len(self._parsed) > 1024:
+            self._parsed.clear()
+        self._parsed[api_id] = (raw, api)
+        return api
+
+    async def put(self, api: dict[str, Any]) -> None:
+        await self.app.store.write(lambda txn: txn.put(APIS, pack(api["Id"]), orjson.dumps(api)))
+
+    async def change(self, api_id: str, v2: bool, fn: Callable[[dict[str, Any]], Any]) -> Any:
+        """Apply ``fn`` to the API document atomically; returns what ``fn`` returns."""
+
+        def update(txn: Txn) -> Any:
+            raw = txn.get(APIS, pack(api_id))
+            if raw is None:
+                raise not_found(f"Api identified by {api_id}" if v2 else "API identifier", v2)
+            api = orjson.loads(raw)
+            if api["Version"] != (2 if v2 else 1):
+                raise not_found(f"Api identified by {api_id}" if v2 else "API identifier", v2)
+            result = fn(api)
+            api["Revision"] = api.get("Revision", 0) + 1
+            txn.put(APIS, pack(api_id), orjson.dumps(api))
+            return result
+
+        return await self.app.store.write(update)
+
+    async def all(self, version: int) -> list[dict[str, Any]]:
+        rows = await self.app.store.read(lambda txn: txn.scan(APIS))
+        return [a for a in (orjson.loads(v) for _, v in rows) if a["Version"] == version]
+
+    async def delete(self, api_id: str) -> None:
+        def delete(txn: Txn) -> None:
+            txn.delete(APIS, pack(api_id))
+            txn.delete_prefix(DEPLOYMENTS, pack(api_id))
+
+        await self.app.store.write(delete)
+
+    async def deployment(self, api_id: str, deployment_id: str) -> dict[str, Any] | None:
+        raw = await self.app.store.read(lambda txn: txn.get(DEPLOYMENTS, pack(api_id, deployment_id)))
+        return None if raw is None else dict(orjson.loads(raw))
+
+    async def deployments(self, api_id: str) -> list[dict[str, Any]]:
+        rows = await self.app.store.read(lambda txn: txn.scan(DEPLOYMENTS, prefix=pack(api_id)))
+        return [orjson.loads(v) for _, v in rows]
+
+    async def delete_deployment(self, api_id: str, deployment_id: str) -> bool:
+        return await self.app.store.write(lambda txn: txn.delete(DEPLOYMENTS, pack(api_id, deployment_id)))
+
+    async def save_deployment(self, api_id: str, deployment: dict[str, Any]) -> None:
+        await self.app.store.write(
+            lambda txn: txn.put(DEPLOYMENTS, pack(api_id, deployment["Id"]), orjson.dumps(deployment))
+        )
+
+
+def page(items: list[Any], params: dict[str, Any], key: str, *, size_key: str = "MaxResults",
+         token_key: str = "NextToken", out_token: str | None = None) -> dict[str, Any]:  # fmt: skip
+    size = int(params.get(size_key) or 500)
+    start = int(params[token_key]) if str(params.get(token_key, "")).isdigit() else 0
+    out: dict[str, Any] = {key: items[start : start + size]}
+    if start + size < len(items):
+        out[out_token or token_key] = str(start + size)
+    return out

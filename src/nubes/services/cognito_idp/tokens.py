@@ -1,0 +1,109 @@
+"""Pool signing keys, RS256 JWTs with Cognito's claims, JWKS and OpenID documents."""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+ID_TOKEN_SECONDS = 3600
+ACCESS_TOKEN_SECONDS = 3600
+
+
+def new_signing_key() -> tuple[str, str]:
+    """(kid, private key PEM) for a new pool."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="), pem.decode()
+
+
+def _b64(n: int) -> str:
+    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def jwks(kid: str, private_pem: str) -> dict[str, Any]:
+    """The pool's public keys as ``/.well-known/jwks.json`` serves them."""
+    key = serialization.load_pem_private_key(private_pem.encode(), password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    numbers = key.public_key().public_numbers()
+    return {"keys": [{"alg": "RS256", "e": _b64(numbers.e), "kid": kid, "kty": "RSA", "n": _b64(numbers.n), "use": "sig"}]}
+
+
+def openid_configuration(issuer: str) -> dict[str, Any]:
+    return {
+        "issuer": issuer,
+        "jwks_uri": f"{issuer}/.well-known/jwks.json",
+        "authorization_endpoint": f"{issuer}/oauth2/authorize",
+        "token_endpoint": f"{issuer}/oauth2/token",
+        "userinfo_endpoint": f"{issuer}/oauth2/userInfo",
+        "response_types_supported": ["code", "token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "scopes_supported": ["openid", "email", "phone", "profile"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+    }
+
+
+def sign(claims: dict[str, Any], kid: str, private_pem: str) -> str:
+    return jwt.encode(claims, private_pem, algorithm="RS256", headers={"kid": kid})
+
+
+def issue(pool: dict[str, Any], client_id: str, user: dict[str, Any], groups: list[str], *,
+          auth_time: int, origin_jti: str, overrides: dict[str, Any] | None = None,
+          suppress: list[str] | None = None) -> tuple[str, str]:  # fmt: skip
+    """(id token, access token) for a user signing in to a client."""
+    now = int(time.time())
+    issuer = pool["Issuer"]
+    event_id = str(uuid.uuid4())
+    attributes = {a["Name"]: a["Value"] for a in user.get("Attributes", [])}
+    sub = attributes["sub"]
+    id_claims: dict[str, Any] = {"sub": sub}
+    if groups:
+        id_claims["cognito:groups"] = groups
+    for name, value in attributes.items():
+        if name == "sub":
+            continue
+        id_claims[name] = value == "true" if name.endswith("_verified") else value
+    id_claims.update({
+        "iss": issuer, "cognito:username": user["Username"], "origin_jti": origin_jti, "aud": client_id,
+        "event_id": event_id, "token_use": "id", "auth_time": auth_time, "exp": now + ID_TOKEN_SECONDS,
+        "iat": now, "jti": str(uuid.uuid4()),
+    })  # fmt: skip
+    for name in suppress or []:
+        id_claims.pop(name, None)
+    id_claims.update(overrides or {})
+    access: dict[str, Any] = {"sub": sub}
+    if groups:
+        access["cognito:groups"] = groups
+    access.update({
+        "iss": issuer, "client_id": client_id, "origin_jti": origin_jti, "event_id": event_id,
+        "token_use": "access", "scope": "aws.cognito.signin.user.admin", "auth_time": auth_time,
+        "exp": now + ACCESS_TOKEN_SECONDS, "iat": now, "jti": str(uuid.uuid4()), "username": user["Username"],
+    })  # fmt: skip
+    return sign(id_claims, pool["Kid"], pool["PrivateKey"]), sign(access, pool["Kid"], pool["PrivateKey"])
+
+
+def unverified_claims(token: str) -> dict[str, Any] | None:
+    try:
+        claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+        return claims
+    except jwt.PyJWTError:
+        return None
+
+
+def verify(token: str, pool: dict[str, Any]) -> dict[str, Any] | None:
+    """Claims of a valid, unexpired token signed by the pool; else None."""
+    key = serialization.load_pem_private_key(pool["PrivateKey"].encode(), password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    try:
+        claims: dict[str, Any] = jwt.decode(token, key.public_key(), algorithms=["RS256"], issuer=pool["Issuer"],
+                                            options={"verify_aud": False})  # fmt: skip
+        return claims
+    except jwt.PyJWTError:
+        return None

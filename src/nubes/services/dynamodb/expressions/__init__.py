@@ -1,0 +1,1 @@
+"""DynamoDB expressions: lexer, parser, evaluator, update actions, legacy parameters."""

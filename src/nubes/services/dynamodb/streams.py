@@ -1,0 +1,205 @@
+"""The DynamoDB Streams API over store logs: one log per table stream, one
+shard per stream, sequence numbers derived from log positions."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+from typing import Any
+
+import orjson
+
+from nubes.aws.errors import AwsError
+from nubes.services.dynamodb.tables import TABLES, Table, load_table
+from nubes.services.dynamodb.types import load_record, validation
+from nubes.storage.base import Txn
+
+RETENTION_SECONDS = 24 * 3600
+ITERATOR_SECONDS = 15 * 60
+_SEQUENCE_BASE = 10**20
+MAX_RECORDS = 1000
+_PAGE_BYTES = 1024 * 1024
+
+
+def sequence_number(position: int) -> str:
+    """The SequenceNumber of the record at a log position (21 digits, ascending)."""
+    return str(_SEQUENCE_BASE + position)
+
+
+def position_of(sequence: str) -> int:
+    """The log position of a SequenceNumber."""
+    if not sequence.isdigit() or int(sequence) <= _SEQUENCE_BASE:
+        raise validation(f"Invalid SequenceNumber: {sequence}")
+    return int(sequence) - _SEQUENCE_BASE
+
+
+def _stream_not_found(arn: str) -> AwsError:
+    return AwsError("ResourceNotFoundException", f"Requested resource not found: Stream: {arn} not found", 400)
+
+
+def find_stream(txn: Txn, arn: str) -> tuple[Table, dict[str, Any]]:
+    """The table and stream record of a stream ARN."""
+    parts = arn.split(":", 5)
+    if len(parts) != 6 or "/stream/" not in parts[5]:
+        raise validation(f"Invalid StreamArn: {arn}")
+    region = parts[3]
+    resource = parts[5]
+    name = resource.split("/")[1]
+    table = load_table(txn, region, name)
+    if table is not None:
+        for stream in table.get("streams") or []:
+            if stream["arn"] == arn:
+                return table, stream
+    raise _stream_not_found(arn)
+
+
+def list_streams(txn: Txn, region: str, params: dict[str, Any]) -> dict[str, Any]:
+    """ListStreams: every stream of the region's tables (or of one table)."""
+    wanted = params.get("TableName")
+    entries: list[dict[str, str]] = []
+    for _, raw in txn.scan(TABLES):
+        table = orjson.loads(raw)
+        if table["TableArn"].split(":")[3] != region:
+            continue
+        if wanted is not None and table["TableName"] != wanted:
+            continue
+        for stream in table.get("streams") or []:
+            entries.append({"StreamArn": stream["arn"], "TableName": table["TableName"], "StreamLabel": stream["label"]})
+    start = params.get("ExclusiveStartStreamArn")
+    if start is not None and (not start.startswith("arn:") or "/stream/" not in start):
+        raise validation(f"Invalid ExclusiveStartStreamArn: {start} is not a stream ARN")
+    if start is not None:
+        arns = [e["StreamArn"] for e in entries]
+        entries = entries[arns.index(start) + 1 :] if start in arns else []
+    limit = params.get("Limit") or 100
+    out: dict[str, Any] = {"Streams": entries[:limit]}
+    if len(entries) > limit:
+        out["LastEvaluatedStreamArn"] = entries[limit - 1]["StreamArn"]
+    return out
+
+
+def _shard(txn: Txn, stream: dict[str, Any]) -> dict[str, Any]:
+    first, last = txn.log_bounds(stream["log"])
+    seq_range: dict[str, str] = {"StartingSequenceNumber": sequence_number(max(first, 1))}
+    if not stream["enabled"]:
+        seq_range["EndingSequenceNumber"] = sequence_number(max(last, 1))
+    return {"ShardId": stream["shard"], "SequenceNumberRange": seq_range}
+
+
+def _shards(txn: Txn, stream: dict[str, Any], params: dict[str, Any]) -> list[dict[str, Any]]:
+    shard_filter = params.get("ShardFilter")
+    if shard_filter is not None:
+        if shard_filter.get("Type") != "CHILD_SHARDS":
+            raise validation("1 validation error detected: Value at 'shardFilter.type' failed to satisfy constraint: Member must satisfy enum value set: [CHILD_SHARDS]")
+        if shard_filter.get("ShardId") != stream["shard"]:
+            raise validation(f"Invalid ShardFilter.ShardId: {shard_filter.get('ShardId')} is not a shard of this stream")
+        return []  # a nubes shard never splits: it has no children
+    # one shard per stream: starting after it (or asking for none) lists nothing
+    if params.get("ExclusiveStartShardId") is not None and params["ExclusiveStartShardId"] >= stream["shard"]:
+        return []
+    if params.get("Limit") == 0:
+        return []
+    return [_shard(txn, stream)]
+
+
+def describe_stream(txn: Txn, params: dict[str, Any]) -> dict[str, Any]:
+    """DescribeStream."""
+    table, stream = find_stream(txn, params["StreamArn"])
+    return {
+        "StreamDescription": {
+            "StreamArn": stream["arn"],
+            "StreamLabel": stream["label"],
+            "StreamStatus": "ENABLED" if stream["enabled"] else "DISABLED",
+            "StreamViewType": stream["view"],
+            "CreationRequestDateTime": dt.datetime.fromtimestamp(stream["created"], dt.UTC),
+            "TableName": table["TableName"],
+            "KeySchema": table["KeySchema"],
+            "Shards": _shards(txn, stream, params),
+        }
+    }
+
+
+def _iterator(arn: str, shard: str, after: int, now: float) -> str:
+    doc = orjson.dumps({"a": arn, "s": shard, "p": after, "t": now})
+    return base64.urlsafe_b64encode(doc).decode("ascii")
+
+
+def get_shard_iterator(txn: Txn, params: dict[str, Any], now: float) -> dict[str, Any]:
+    """GetShardIterator with TRIM_HORIZON, LATEST, AT_ and AFTER_SEQUENCE_NUMBER."""
+    arn = params["StreamArn"]
+    _, stream = find_stream(txn, arn)
+    if params["ShardId"] != stream["shard"]:
+        raise AwsError("ResourceNotFoundException", "Requested resource not found: Shard does not exist", 400)
+    kind = params["ShardIteratorType"]
+    first, last = txn.log_bounds(stream["log"])
+    sequence = params.get("SequenceNumber")
+    if kind in ("TRIM_HORIZON", "LATEST") and sequence is not None:
+        raise validation(f"Invalid ShardIteratorType: a SequenceNumber cannot be given with {kind}")
+    if kind in ("AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER"):
+        if sequence is None:
+            raise validation("Must provide SequenceNumber for iterator type " + kind)
+        position = position_of(sequence)
+        after = position - 1 if kind == "AT_SEQUENCE_NUMBER" else position
+    elif kind == "TRIM_HORIZON":
+        after = max(first - 1, 0)
+    else:
+        after = last
+    return {"ShardIterator": _iterator(arn, stream["shard"], after, now)}
+
+
+def _decode_iterator(token: str) -> dict[str, Any]:
+    try:
+        doc: dict[str, Any] = orjson.loads(base64.urlsafe_b64decode(token.encode("ascii")))
+        _ = doc["a"], doc["s"], doc["p"], doc["t"]
+        return doc
+    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeEncodeError):
+        raise validation("Invalid ShardIterator") from None
+
+
+def get_records(txn: Txn, params: dict[str, Any], now: float) -> dict[str, Any]:
+    """GetRecords: records after the iterator's position, oldest first."""
+    doc = _decode_iterator(params["ShardIterator"])
+    if now - doc["t"] > ITERATOR_SECONDS:
+        raise AwsError("ExpiredIteratorException", "Iterator expired. The iterator was created at time "
+                       f"{dt.datetime.fromtimestamp(doc['t'], dt.UTC).isoformat()} while right now it is "
+                       f"{dt.datetime.fromtimestamp(now, dt.UTC).isoformat()} which is further in the future than the tolerated delay of 900000 milliseconds.", 400)
+    _, stream = find_stream(txn, doc["a"])
+    limit = params.get("Limit") or MAX_RECORDS
+    if limit > MAX_RECORDS:
+        raise validation("1 validation error detected: Value '" + str(limit) + "' at 'limit' failed to satisfy constraint: Member must have value less than or equal to 1000")
+    after = int(doc["p"])
+    first, last = txn.log_bounds(stream["log"])
+    after = max(after, first - 1) if first else after
+    records: list[dict[str, Any]] = []
+    size = 0
+    for position, raw in txn.read_log(stream["log"], after=after, limit=limit):
+        record = load_record(raw)
+        record["dynamodb"]["SequenceNumber"] = sequence_number(position)
+        records.append(record)
+        after = position
+        size += len(raw)
+        if size > _PAGE_BYTES:
+            break
+    out: dict[str, Any] = {"Records": records}
+    if stream["enabled"] or after < last:
+        out["NextShardIterator"] = _iterator(doc["a"], doc["s"], after, now)
+    return out
+
+
+def trim_stream(txn: Txn, *, stream: dict[str, Any], now: float) -> int:
+    """Drop records older than 24 hours; returns how many."""
+    cutoff = now - RETENTION_SECONDS
+    first, _ = txn.log_bounds(stream["log"])
+    if not first:
+        return 0
+    keep = None
+    for position, raw in txn.read_log(stream["log"], after=first - 1, limit=1000):
+        created = orjson.loads(raw)["dynamodb"]["ApproximateCreationDateTime"]
+        if created >= cutoff:
+            keep = position
+            break
+    if keep is None:
+        _, last = txn.log_bounds(stream["log"])
+        keep = last + 1 if last - first < 1000 else first + 1000
+    return txn.trim_log(stream["log"], before=keep)

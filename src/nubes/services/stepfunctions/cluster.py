@@ -1,0 +1,82 @@
+"""Which node runs which Standard execution when several nodes share a store.
+
+On the embedded SQLite store there is one node: it resumes every running
+execution at start-up. On PostgreSQL several nodes may share the store, so each
+running execution has an *owner lease* in ``sfn.owners`` (``(arn,)`` →
+``{"node", "until"}``): the node that starts an execution owns it and renews the
+lease while it runs; when a node dies its leases run out and another node claims
+and resumes those executions from their checkpoints. StopExecution on a node that
+does not own the execution leaves a stop request in the execution document and
+wakes the owner (``sfn:cluster``) through the bus, which the broker relays.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from nubes.services.stepfunctions import store
+from nubes.storage.base import Txn
+
+if TYPE_CHECKING:
+    from nubes.app import App
+
+OWNERS = "sfn.owners"
+#: seconds an owner lease lasts without renewal
+LEASE_SECONDS = 20.0
+#: how often a node renews its leases and looks for orphaned executions
+RENEW_SECONDS = 5.0
+#: bus name that makes every node look at stop requests and orphans now
+WAKE = "sfn:cluster"
+
+
+class Owners:
+    """Owner leases of running Standard executions."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.node = uuid.uuid4().hex
+        #: several nodes can only share a PostgreSQL store
+        self.enabled = app.settings.store_backend == "postgresql"
+
+    def claim(self, txn: Txn, arn: str) -> bool:
+        """Take (or keep) the lease of ``arn`` unless another node holds a live one."""
+        now = time.time()
+        doc = store.get(txn, OWNERS, store.key(arn))
+        if doc is not None and doc["node"] != self.node and doc["until"] > now:
+            return False
+        store.put(txn, OWNERS, store.key(arn), {"node": self.node, "until": now + LEASE_SECONDS})
+        return True
+
+    def release(self, txn: Txn, arn: str) -> None:
+        """Drop the lease of a finished execution."""
+        txn.delete(OWNERS, store.key(arn))
+
+    def held_elsewhere(self, txn: Txn, arn: str) -> bool:
+        """Whether another node holds a live lease on ``arn``."""
+        doc = store.get(txn, OWNERS, store.key(arn))
+        return doc is not None and doc["node"] != self.node and doc["until"] > time.time()
+
+    async def renew(self, arns: list[str]) -> list[str]:
+        """Extend our leases; returns the executions another node took over."""
+
+        def renew(txn: Txn) -> list[str]:
+            return [arn for arn in arns if not self.claim(txn, arn)]
+
+        return await self.app.store.write(renew) if arns else []
+
+    async def orphans(self, running: set[str]) -> list[tuple[dict[str, Any], bytes | None]]:
+        """Claim running executions nobody owns; returns their documents and checkpoints."""
+
+        def claim(txn: Txn) -> list[tuple[dict[str, Any], bytes | None]]:
+            out = []
+            for key, _ in txn.scan(store.RUNNING):
+                doc = store.get(txn, store.EXECUTIONS, key)
+                if doc is None or doc["executionArn"] in running:
+                    continue
+                if self.claim(txn, doc["executionArn"]):
+                    out.append((doc, txn.get(store.CHECKPOINTS, key)))
+            return out
+
+        return await self.app.store.write(claim)

@@ -1,0 +1,136 @@
+"""SNS pieces without a server: the string AWS signs, filter documents, message rules."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from nubes.aws.errors import AwsError
+from nubes.services.sns.messages import (
+    attributes_event,
+    check_attributes,
+    check_message,
+    message_for,
+)
+from nubes.services.sns.signing import Signer, string_to_sign
+
+
+def test_string_to_sign_notification_and_confirmation() -> None:
+    doc = {
+        "Type": "Notification",
+        "MessageId": "1",
+        "TopicArn": "t",
+        "Message": "m",
+        "Timestamp": "ts",
+    }
+    assert (
+        string_to_sign(doc)
+        == "Message\nm\nMessageId\n1\nTimestamp\nts\nTopicArn\nt\nType\nNotification\n"
+    )
+    assert "Subject\ns\n" in string_to_sign({**doc, "Subject": "s"})
+    confirm = {"Type": "SubscriptionConfirmation", "MessageId": "1", "Token": "tok", "TopicArn": "t",
+               "Message": "m", "SubscribeURL": "u", "Timestamp": "ts"}  # fmt: skip
+    assert string_to_sign(confirm) == (
+        "Message\nm\nMessageId\n1\nSubscribeURL\nu\nTimestamp\nts\nToken\ntok\nTopicArn\nt\nType\nSubscriptionConfirmation\n"
+    )
+
+
+def test_signer_persists_key_and_signs(tmp_path: Path) -> None:
+    doc = {
+        "Type": "Notification",
+        "MessageId": "1",
+        "TopicArn": "t",
+        "Message": "m",
+        "Timestamp": "ts",
+    }
+    first = Signer(tmp_path)
+    signature = first.sign(doc, "2")
+    again = Signer(tmp_path)  # a restart: same key from the data dir
+    assert again.certificate_pem() == first.certificate_pem()
+    key = x509.load_pem_x509_certificate(again.certificate_pem()).public_key()
+    assert isinstance(key, rsa.RSAPublicKey)
+    key.verify(
+        base64.b64decode(signature),
+        string_to_sign(doc).encode(),
+        padding.PKCS1v15(),
+        hashes.SHA256(),
+    )
+    assert oct((tmp_path / "signing-key.pem").stat().st_mode)[-3:] == "600"
+
+
+def test_attributes_event_types() -> None:
+    stored = {"s": {"Type": "String", "Value": "x"}, "n": {"Type": "Number", "Value": "2.5"},
+              "i": {"Type": "Number", "Value": "3"}, "a": {"Type": "String.Array", "Value": '["p", 1]'},
+              "b": {"Type": "Binary", "Value": "AA=="}}  # fmt: skip
+    assert attributes_event(stored) == {"s": "x", "n": 2.5, "i": 3, "a": ["p", 1]}
+
+
+def test_message_structure_json() -> None:
+    message = {
+        "message": '{"default": "d", "sqs": "for sqs", "lambda": {"k": 1}}',
+        "structure": "json",
+    }
+    assert message_for(message, "sqs") == "for sqs"
+    assert message_for(message, "http") == "d"
+    assert message_for(message, "lambda") == '{"k":1}'
+
+
+@pytest.mark.parametrize(
+    ("message", "subject", "structure"),
+    [
+        ("", None, None),
+        ("x", "", None),
+        ("x", "a" * 101, None),
+        ("[]", None, "json"),
+        ('{"a":1}', None, "json"),
+        ("x", None, "xml"),
+    ],
+)
+def test_bad_messages(message: str, subject: str | None, structure: str | None) -> None:
+    with pytest.raises(AwsError) as err:
+        check_message(message, subject, structure, 0)
+    assert err.value.code == "InvalidParameter"
+
+
+def test_bad_attributes() -> None:
+    for attrs in ({"a": {"DataType": "Text", "StringValue": "x"}}, {"a": {"DataType": "String"}},
+                  {"a": {"DataType": "String.Array", "StringValue": "{}"}}, {"AWS.x": {"DataType": "String", "StringValue": "x"}}):  # fmt: skip
+        with pytest.raises(AwsError) as err:
+            check_attributes(attrs)
+        assert err.value.code == "ParameterValueInvalid"
+
+
+def test_settle_rewrites_pending_subscriptions(tmp_path: Path) -> None:
+    import asyncio
+    import time
+
+    import orjson
+
+    from nubes.services.sns.delivery import _settle
+    from nubes.storage.sqlite import SqliteStore
+
+    async def main() -> None:
+        store = SqliteStore(tmp_path / "db.sqlite")
+        try:
+            doc = {"k": "n", "subs": ["a", "b", "c"], "m": {"id": "1"}}
+            await store.write(lambda txn: txn.enqueue("q", orjson.dumps(doc), now=time.time()))
+            leased = await store.write(
+                lambda txn: txn.lease("q", now=time.time(), visibility=60, limit=10)
+            )
+            record = leased[0]
+            outcomes = {(record.id, "a"): None, (record.id, "b"): 5.0, (record.id, "c"): 2.0}
+            await store.write(lambda txn: _settle(txn, "q", leased, [doc], outcomes))
+            left = await store.read(lambda txn: txn.peek("q"))
+            assert len(left) == 1 and left[0].id != record.id
+            again = orjson.loads(left[0].value)
+            assert again["subs"] == ["b", "c"] and again["tries"] == {"b": 1, "c": 1}
+            assert left[0].visible_at - time.time() > 1.5  # the shorter delay of the two
+        finally:
+            await store.close()
+
+    asyncio.run(main())
