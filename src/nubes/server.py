@@ -198,6 +198,9 @@ def _uvicorn_config(settings: Settings, gateway: Gateway, *, port: int | None = 
         timeout_keep_alive=65,
         server_header=False,
         date_header=True,
+        # the client's own address is what AWS reports (API Gateway's sourceIp): a
+        # local process must not rewrite it with X-Forwarded-For
+        proxy_headers=False,
     )
 
 
