@@ -224,18 +224,26 @@ class Authorizers:
 
     # -- IAM ----------------------------------------------------------------------------
 
-    async def iam(self, req: Incoming, raw_path: str) -> dict[str, Any]:
-        """SigV4 on the request itself (``execute-api``); the caller's identity."""
+    async def iam(self, req: Incoming, raw_path: str, *other_paths: str) -> dict[str, Any]:
+        """SigV4 on the request itself (``execute-api``); the caller's identity.
+
+        ``raw_path`` is the path as the client sent it; when only the decoded path is
+        known, ``other_paths`` are further spellings it may have been sent in (``@``
+        or ``=`` escaped or not), tried in turn when the signature does not match."""
         query: dict[str, list[str]] = {}
         for key, value in parse_qsl(req.raw_query, keep_blank_values=True):
             query.setdefault(key, []).append(value)
         wire = WireRequest(req.method, raw_path, query, req.headers, req.body)
-        try:
-            access_key = await self._iam.verify(wire, raw_path, req.raw_query, "rest-json", s3=False)
-        except AwsError as err:
-            raise Denied(403, err.message) from None
+        access_key: str | None = None
+        for i, path in enumerate((raw_path, *other_paths)):
+            try:
+                access_key = await self._iam.verify(wire, path, req.raw_query, "rest-json", s3=False)
+                break
+            except AwsError as err:
+                if err.code != "InvalidSignatureException" or i == len(other_paths):
+                    raise Denied(403, err.message, {"x-amzn-ErrorType": err.code}) from None
         if access_key is None:
-            raise Denied(403, "Missing Authentication Token")
+            raise Denied(403, "Missing Authentication Token", {"x-amzn-ErrorType": "MissingAuthenticationTokenException"})
         account = self.app.settings.account_id
         return {"accessKey": access_key, "accountId": account, "caller": access_key, "user": access_key,
                 "userArn": f"arn:aws:iam::{account}:root"}  # fmt: skip

@@ -19,7 +19,7 @@ from nubes.app import App
 from nubes.aws.errors import not_implemented
 from nubes.aws.protocol.types import WireResponse
 from nubes.gateway.websocket import WebSocket
-from nubes.services.apigateway.authorizers import Authorizers
+from nubes.services.apigateway.authorizers import Authorizers, Denied
 from nubes.services.apigateway.export import Exports
 from nubes.services.apigateway.http_api import HttpApiServer
 from nubes.services.apigateway.openapi_http import HttpApiImports
@@ -109,8 +109,8 @@ class ApiGatewayProvider(Provider):
         stage_name, rest = split
         if len(request.body) > MAX_PAYLOAD:
             return json_response(413, {"message": "Request Too Long"})
-        if rest.startswith("/@connections/"):
-            return await self._connections_http(request, rest.split("/", 2)[2])
+        if rest.startswith("/@connections/") and api.get("ProtocolType") == "WEBSOCKET":
+            return await self._connections_http(request, api_id, stage_name, rest)
         stage = api["Stages"][stage_name]
         snapshot = await self._snapshot(api_id, stage.get("DeploymentId") or stage.get("deploymentId"))
         if snapshot is None:
@@ -129,10 +129,18 @@ class ApiGatewayProvider(Provider):
                                                        req.integration_ms, _error_message(response, body)))  # fmt: skip
         return response
 
-    async def _connections_http(self, request: HttpRequest, connection_id: str) -> WireResponse:
+    async def _connections_http(self, request: HttpRequest, api_id: str, stage_name: str, rest: str) -> WireResponse:
+        """``{stage}/@connections/{id}`` under the API's own URL: the management API,
+        IAM-authorized like AWS's (a SigV4 signature is required)."""
         from nubes.aws.errors import AwsError
 
+        connection_id = rest.split("/", 2)[2]
+        denied = await self._verify_management_call(request, api_id, stage_name, rest, connection_id)
+        if denied is not None:
+            return denied
         try:
+            if self.ws.api_of(connection_id) != api_id:
+                raise AwsError("GoneException", "", 410)
             if request.method == "POST":
                 await self.ws.post(connection_id, request.body)
                 return WireResponse(200, {}, b"")
@@ -145,8 +153,30 @@ class ApiGatewayProvider(Provider):
                 await self.ws.delete(connection_id)
                 return WireResponse(204, {}, b"")
         except AwsError as err:
-            return json_response(err.status or 410, {"message": err.message or "Gone"})
-        return json_response(405, {"message": "Method Not Allowed"})
+            if err.code == "GoneException":  # AWS answers a gone connection with an empty body
+                return WireResponse(410, {"x-amzn-ErrorType": "GoneException"}, b"")
+            return json_response(err.status or 400, {"message": err.message}, {"x-amzn-ErrorType": err.code})
+        return json_response(403, {"message": "Missing Authentication Token"}, {"x-amzn-ErrorType": "MissingAuthenticationTokenException"})
+
+    async def _verify_management_call(
+        self, request: HttpRequest, api_id: str, stage_name: str, rest: str, connection_id: str
+    ) -> WireResponse | None:
+        """AWS's 403 for an unsigned or badly signed @connections call, None when it is
+        signed by a known key (or signatures are off, ``--no-auth``)."""
+        if self.app.settings.no_auth:
+            return None
+        prefix = quote(request.path[: len(request.path) - len(rest)])
+        req = Incoming(request.method, rest, request.query_string.decode("latin-1"), dict(request.headers), request.body,
+                       request.client_ip, api_id, stage_name, "", "", self.app.settings.account_id)  # fmt: skip
+        # the gateway hands over the decoded path: try the spellings clients send it in,
+        # SDKs' first (a literal "@", the id's "=" escaped)
+        sent = (prefix + "/@connections/" + quote(connection_id, safe=""), quote(request.path, safe="/@=+:,;$&'()*!"),
+                quote(request.path))  # fmt: skip
+        try:
+            await self.authorizers.iam(req, *sent)
+        except Denied as denied:
+            return json_response(denied.status, {"message": denied.message}, denied.headers)
+        return None
 
     async def execute_api_ws(self, ws: WebSocket, match: re.Match[str]) -> None:
         api_id = match.group("api")

@@ -77,7 +77,7 @@ class RestApiServer:
         try:
             await self._authorize(snapshot, method, req, raw_path)
         except Denied as denied:
-            return json_response(denied.status, {"message": denied.message})
+            return json_response(denied.status, {"message": denied.message}, denied.headers)
         if method.get("apiKeyRequired"):
             refused = await self.usage.check(req.api_id, req.stage, self._api_key(snapshot, req), f"{req.resource_path}/{req.method}")
             if refused is not None:

@@ -189,3 +189,8 @@ class WebSocketServer:
         if conn is None:
             raise _gone()
         await conn.socket.close(1000)
+
+    def api_of(self, connection_id: str) -> str | None:
+        """The API a live connection of this node belongs to."""
+        conn = self.connections.get(connection_id)
+        return conn.api_id if conn is not None else None
