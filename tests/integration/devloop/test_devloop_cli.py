@@ -140,6 +140,17 @@ def _wait_for(check: Any, timeout: float, what: str) -> float:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _interrupt(proc: subprocess.Popen[bytes]) -> None:
+    """Ctrl-C the watcher; one that does not exit fails the test and is killed, not left behind."""
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(30)  # a loaded machine may take a while to tear the watcher down
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise AssertionError("nubes deploy --watch did not exit on SIGINT within 30 s") from None
+
+
 @pytest.mark.timeout(120)
 def test_watch_updates_code_and_redeploys_the_template(nubes: Any, tmp_path: Path) -> None:
     project = _project(tmp_path / "watched")
@@ -157,8 +168,7 @@ def test_watch_updates_code_and_redeploys_the_template(nubes: Any, tmp_path: Pat
         _wait_for(lambda: _outputs(nubes, "watched").get("Added") == "added", 30, "the re-deploy")
         assert _get(nubes, "watched") == "hello v2"  # the re-deploy built the edited code
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        proc.wait(30)  # a loaded machine may take a while to tear the watcher down
+        _interrupt(proc)
         log.close()
     assert "updated" in (tmp_path / "watch.log").read_text()
 
@@ -178,8 +188,7 @@ def test_watch_starts_from_a_broken_template_and_deploys_the_fix(nubes: Any, tmp
         _wait_for(lambda: "fixed-later deployed" in log_path.read_text(), 60, "the deploy of the fix")
         assert _get(nubes, "fixed-later") == "hello v1"
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        proc.wait(30)  # a loaded machine may take a while to tear the watcher down
+        _interrupt(proc)
         log.close()
 
 
