@@ -1,4 +1,5 @@
-"""Pieces both backends share: scan bounds, queue rows, the read-only guard."""
+"""Pieces both backends share: scan bounds and statements, queue rows, the
+read-only guard."""
 
 from __future__ import annotations
 
@@ -25,6 +26,29 @@ def scan_bounds(
     if end is not None and (high is None or end < high):
         high = end
     return low, high
+
+
+#: (bounded above, descending, limited) -> ``SELECT`` of a table scan
+ScanStatements = dict[tuple[bool, bool, bool], str]
+
+
+def scan_statements(mark: str) -> ScanStatements:
+    """Every ``SELECT k, v`` a ``scan`` may need, keyed by (``high`` given,
+    ``reverse``, ``limit`` given), with the backend's placeholder ``mark``
+    (``?`` for SQLite, ``%s`` for psycopg). Arguments go in the order table,
+    low, [high], [limit]."""
+    statements: ScanStatements = {}
+    for bounded in (False, True):
+        for reverse in (False, True):
+            for limited in (False, True):
+                sql = f"SELECT k, v FROM kv WHERE tbl = {mark} AND k >= {mark}"
+                if bounded:
+                    sql += f" AND k < {mark}"
+                sql += " ORDER BY k DESC" if reverse else " ORDER BY k"
+                if limited:
+                    sql += f" LIMIT {mark}"
+                statements[(bounded, reverse, limited)] = sql
+    return statements
 
 
 def queue_message(row: tuple[Any, ...]) -> QueueMessage:

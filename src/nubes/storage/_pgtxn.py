@@ -12,26 +12,11 @@ from nubes.storage._common import (
     queue_message,
     read_only_error,
     scan_bounds,
+    scan_statements,
 )
 from nubes.storage.base import QueueMessage
 
-
-def _scan_sql(bounded: bool, reverse: bool, limited: bool) -> str:
-    sql = "SELECT k, v FROM kv WHERE tbl = %s AND k >= %s"
-    if bounded:
-        sql += " AND k < %s"
-    sql += " ORDER BY k DESC" if reverse else " ORDER BY k"
-    if limited:
-        sql += " LIMIT %s"
-    return sql
-
-
-_SCAN = {
-    (b, r, lim): _scan_sql(b, r, lim)
-    for b in (False, True)
-    for r in (False, True)
-    for lim in (False, True)
-}
+_SCAN = scan_statements("%s")
 _LEASE_SET = (
     "UPDATE queue_messages AS q SET visible_at = %s, receive_count = q.receive_count + 1,"
     " first_received_at = coalesce(q.first_received_at, %s),"

@@ -11,26 +11,11 @@ from nubes.storage._common import (
     queue_message,
     read_only_error,
     scan_bounds,
+    scan_statements,
 )
 from nubes.storage.base import QueueMessage
 
-
-def _scan_sql(bounded: bool, reverse: bool, limited: bool) -> str:
-    sql = "SELECT k, v FROM kv WHERE tbl = ? AND k >= ?"
-    if bounded:
-        sql += " AND k < ?"
-    sql += " ORDER BY k DESC" if reverse else " ORDER BY k"
-    if limited:
-        sql += " LIMIT ?"
-    return sql
-
-
-_SCAN = {
-    (b, r, lim): _scan_sql(b, r, lim)
-    for b in (False, True)
-    for r in (False, True)
-    for lim in (False, True)
-}
+_SCAN = scan_statements("?")
 _LEASE = (
     "UPDATE queue_messages SET visible_at = ?, receive_count = receive_count + 1,"
     " first_received_at = coalesce(first_received_at, ?),"
