@@ -78,3 +78,93 @@ def test_http_api_access_logs_and_metrics(nubes: NubesServer) -> None:
     dims = [{"Name": "ApiId", "Value": api_id}, {"Name": "Stage", "Value": "$default"}]
     assert _eventually(lambda: _metric(cw, "4xx", dims) >= 1) is True
     assert _metric(cw, "Count", dims) == 1.0
+
+
+WS_FN = (
+    "import json\n"
+    "def handler(event, context):\n"
+    "    rc = event['requestContext']\n"
+    "    if rc['eventType'] != 'MESSAGE':\n"
+    "        return {'statusCode': 200}\n"
+    "    action = json.loads(event['body']).get('action')\n"
+    "    if action == 'boom':\n"
+    "        raise RuntimeError('boom')\n"
+    "    if action == 'teapot':\n"
+    "        return {'statusCode': 418, 'body': 'short and stout'}\n"
+    "    return {'statusCode': 200, 'body': rc['connectionId']}\n"
+)
+
+
+def _ws_function(nubes: NubesServer) -> str:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("app.py", WS_FN)
+    lam = nubes.client("lambda")
+    arn: str = lam.create_function(FunctionName="ws-metered", Runtime="python3.12", Handler="app.handler",
+                                   Role="arn:aws:iam::000000000000:role/x", Code={"ZipFile": buf.getvalue()})["FunctionArn"]  # fmt: skip
+    lam.get_waiter("function_active_v2").wait(FunctionName="ws-metered")
+    return arn
+
+
+def test_websocket_api_access_logs_and_metrics(nubes: NubesServer) -> None:
+    from websockets.sync.client import connect
+
+    logs, cw, v2 = nubes.client("logs"), nubes.client("cloudwatch"), nubes.client("apigatewayv2")
+    logs.create_log_group(logGroupName="/apigw/ws-access")
+    arn = _ws_function(nubes)
+    api_id = v2.create_api(Name="metered-ws", ProtocolType="WEBSOCKET", RouteSelectionExpression="$request.body.action")["ApiId"]
+    integ = v2.create_integration(ApiId=api_id, IntegrationType="AWS_PROXY", IntegrationUri=arn)["IntegrationId"]
+    for key in ("$connect", "$disconnect", "boom", "teapot"):
+        v2.create_route(ApiId=api_id, RouteKey=key, Target=f"integrations/{integ}")
+    v2.create_route(ApiId=api_id, RouteKey="echo", Target=f"integrations/{integ}", RouteResponseSelectionExpression="$default")
+    fmt = ('{"id":"$context.connectionId","type":"$context.eventType","route":"$context.routeKey","status":"$context.status",'
+           '"integration":"$context.integrationStatus","error":"$context.error.message","ip":"$context.identity.sourceIp",'
+           '"req":"$context.requestId","api":"$context.apiId","stage":"$context.stage","latency":"$context.integrationLatency"}')  # fmt: skip
+    v2.create_stage(ApiId=api_id, StageName="prod", AutoDeploy=True, AccessLogSettings={
+        "DestinationArn": "arn:aws:logs:us-east-1:000000000000:log-group:/apigw/ws-access:*", "Format": fmt})  # fmt: skip
+    management = nubes.client("apigatewaymanagementapi", endpoint_url=f"{nubes.endpoint}/_nubes/execute-api/{api_id}/prod")
+    with connect(f"ws://127.0.0.1:{nubes.port}/_nubes/execute-api/{api_id}/prod") as ws:
+        ws.send(json.dumps({"action": "echo"}))
+        connection_id = ws.recv(timeout=20)
+        ws.send(json.dumps({"action": "boom"}))
+        assert json.loads(ws.recv(timeout=20))["message"] == "Internal server error"
+        ws.send(json.dumps({"action": "teapot"}))  # no route response: nothing comes back
+        ws.send(json.dumps({"action": "nowhere"}))  # no such route and no $default
+        assert json.loads(ws.recv(timeout=20))["message"] == "Forbidden"
+        management.post_to_connection(ConnectionId=connection_id, Data=b"pushed")
+        assert ws.recv(timeout=20) == "pushed"
+
+    def lines() -> list[dict[str, str]]:
+        return [json.loads(e["message"]) for e in logs.filter_log_events(logGroupName="/apigw/ws-access")["events"]]
+
+    found = _eventually(lambda: len(lines()) >= 6 and lines())
+    assert [(line["type"], line["route"], line["status"], line["integration"]) for line in found] == [
+        ("CONNECT", "$connect", "200", "200"),
+        ("MESSAGE", "echo", "200", "200"),
+        ("MESSAGE", "boom", "500", "-"),
+        ("MESSAGE", "teapot", "418", "418"),
+        ("MESSAGE", "$default", "403", "-"),
+        ("DISCONNECT", "$disconnect", "200", "200"),
+    ]
+    assert {line["id"] for line in found} == {connection_id}
+    assert all(line["ip"] == "127.0.0.1" and line["api"] == api_id and line["stage"] == "prod" for line in found)
+    assert len({line["req"] for line in found}) == 6
+    assert [line["error"] for line in found][2:5] == ["Internal server error", "-", "Forbidden"]
+    assert found[1]["latency"].isdigit() and found[4]["latency"] == "-"
+    streams = logs.describe_log_streams(logGroupName="/apigw/ws-access")["logStreams"]
+    assert [s["logStreamName"] for s in streams] == [f"{api_id}-prod"]
+
+    dims = [{"Name": "ApiId", "Value": api_id}, {"Name": "Stage", "Value": "prod"}]
+    # 4 messages in; the echo, the two errors and the push out
+    assert _eventually(lambda: _metric(cw, "MessageCount", dims) >= 8) is True
+    assert _eventually(lambda: _metric(cw, "ConnectCount", dims) >= 1) is True
+    assert (_metric(cw, "MessageCount", dims), _metric(cw, "ConnectCount", dims)) == (8.0, 1.0)
+    assert _metric(cw, "ExecutionError", dims) == 1.0
+    assert _metric(cw, "IntegrationError", dims) == 1.0
+    assert _metric(cw, "ClientError", dims) == 1.0
+    assert _metric(cw, "IntegrationLatency", dims) > 0
+    # HTTP API metric names are not used for WebSocket stages
+    assert _metric(cw, "Count", dims) == 0.0

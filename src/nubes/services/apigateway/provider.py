@@ -55,7 +55,7 @@ class ApiGatewayProvider(Provider):
         self.authorizers = Authorizers(app)
         self.http = HttpApiServer(app, self.authorizers)
         self.rest = RestApiServer(app, self.authorizers)
-        self.ws = WebSocketServer(app, self.authorizers)
+        self.ws = WebSocketServer(app, self.authorizers, self.telemetry)
         self._snapshots: dict[tuple[str, str], dict[str, Any]] = {}
 
     # -- @connections (apigatewaymanagementapi) -------------------------------------
@@ -194,7 +194,7 @@ class ApiGatewayProvider(Provider):
             await ws.close(1008)
             return
         host = ws.headers.get("host", "").split(":")[0] or f"{api_id}.execute-api.localhost"
-        await self.ws.serve(ws, api_id, split[0], snapshot, host)
+        await self.ws.serve(ws, api_id, split[0], snapshot, host, stage)
 
 
 def _error_message(response: WireResponse, body: bytes) -> str | None:
