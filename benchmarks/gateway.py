@@ -3,18 +3,29 @@ with a raw keep-alive HTTP client, against a bare HTTP app answering the same by
 MiniStack and moto's server — all in the same run.
 
     python -m benchmarks.gateway [--duration 5]
+    python -m benchmarks.gateway --startup-only [--repeat 3]
+
+``--startup-only`` measures only what ``nubes up`` costs before and just after it
+answers: the time to its first answer and its idle RSS (median of ``--repeat``
+fresh starts, against a bare uvicorn app started the same way in the same run),
+and the first request to each service (which loads that service's model) against
+the same request sent again.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
+import statistics
 import tempfile
 import textwrap
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import boto3
+from botocore import xform_name
 
 from benchmarks.harness import PYTHON, Server, emit, free_port, load, rss_mb, signed_request, start
 
@@ -52,12 +63,135 @@ def _seed(server: Server) -> bytes:
         return resp.read()
 
 
+#: one cheap read per served service (model name, operation, input): its first
+#: request after start-up loads that service's model
+FIRST_REQUESTS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("ssm", "DescribeParameters", {}),
+    ("sts", "GetCallerIdentity", {}),
+    ("secretsmanager", "ListSecrets", {}),
+    ("kms", "ListKeys", {}),
+    ("dynamodb", "ListTables", {}),
+    ("dynamodbstreams", "ListStreams", {}),
+    ("sqs", "ListQueues", {}),
+    ("sns", "ListTopics", {}),
+    ("s3", "ListBuckets", {}),
+    ("lambda", "ListFunctions", {}),
+    ("logs", "DescribeLogGroups", {}),
+    ("events", "ListEventBuses", {}),
+    ("scheduler", "ListSchedules", {}),
+    ("iam", "ListRoles", {}),
+    ("cloudformation", "ListStacks", {}),
+    ("stepfunctions", "ListStateMachines", {}),
+    ("apigateway", "GetRestApis", {}),
+    ("apigatewayv2", "GetApis", {}),
+    ("cloudwatch", "ListMetrics", {}),
+    ("cognito-idp", "ListUserPools", {"MaxResults": 10}),
+    ("ses", "ListIdentities", {}),
+    ("sesv2", "ListEmailIdentities", {}),
+)
+
+
+class _Captured(Exception):
+    """Raised from botocore's before-send hook: the request, signed and not sent."""
+
+    def __init__(self, request: Any) -> None:
+        super().__init__("captured")
+        self.request = request
+
+
+def _prepared(port: int, service: str, operation: str, params: dict[str, Any]) -> tuple[str, str, bytes, dict[str, str]]:
+    """(method, path, body, headers) of one request as botocore signs it for ``port``."""
+    client = boto3.client(service, endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                          aws_access_key_id="test", aws_secret_access_key="test")  # fmt: skip
+
+    def capture(request: Any, **_: Any) -> None:
+        raise _Captured(request)
+
+    client.meta.events.register("before-send", capture)
+    method = getattr(client, xform_name(operation))
+    try:
+        method(**params)
+    except _Captured as captured:
+        req = captured.request
+        body = req.body or b""
+        url = req.url.split(f":{port}", 1)[1] or "/"
+        return req.method, url, body if isinstance(body, bytes) else body.encode(), dict(req.headers.items())
+    raise RuntimeError(f"{service} {operation} was not sent")
+
+
+def _timed(port: int, request: tuple[str, str, bytes, dict[str, str]]) -> tuple[float, int]:
+    """Send one request on a new connection: (seconds to the whole answer, status)."""
+    method, path, body, headers = request
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        began = time.perf_counter()
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        resp.read()
+        return time.perf_counter() - began, resp.status
+    finally:
+        conn.close()
+
+
+def _startup(repeat: int, tmp: Path) -> None:
+    """Time to the first answer and idle RSS of fresh ``nubes up`` processes, then the
+    first request to each service against the same request again."""
+    bare_app = tmp / "bare.py"
+    bare_app.write_text(BARE_APP)
+    answer = tmp / "answer.json"
+    answer.write_bytes(b"{}")
+    starts: list[float] = []
+    rss: list[float] = []
+    bare_starts: list[float] = []
+    bare_rss: list[float] = []
+    first: dict[str, list[float]] = {}
+    again: dict[str, list[float]] = {}
+    for i in range(repeat):
+        port = free_port()
+        requests = [(svc, _prepared(port, svc, op, params)) for svc, op, params in FIRST_REQUESTS]
+        nubes = start("nubes", [PYTHON, "-m", "nubes", "up", "--port", str(port), "--data-dir", str(tmp / f"nubes-{i}")],
+                      port, ready_path="/_nubes/health")  # fmt: skip
+        try:
+            starts.append(nubes.started_in * 1000)
+            time.sleep(1.0)  # what it keeps once start-up work in the background is done
+            rss.append(rss_mb(nubes.pid))
+            for svc, request in requests:
+                took, status = _timed(port, request)
+                if status >= 400:
+                    raise RuntimeError(f"{svc}: first request answered {status}")
+                first.setdefault(svc, []).append(took * 1000)
+                again.setdefault(svc, []).append(_timed(port, request)[0] * 1000)
+        finally:
+            nubes.stop()
+        bare_port = free_port()
+        bare = start("bare", [PYTHON, str(bare_app), str(bare_port), str(answer)], bare_port)
+        bare_starts.append(bare.started_in * 1000)
+        time.sleep(1.0)
+        bare_rss.append(rss_mb(bare.pid))
+        bare.stop()
+    median = statistics.median
+    emit("gateway", "startup_to_first_answer", median(starts), "ms", median(bare_starts), target="<= 1000 ms",
+         runs=[round(s, 1) for s in starts], baseline_is="bare uvicorn app")  # fmt: skip
+    emit("gateway", "idle_rss", median(rss), "MB", median(bare_rss), target="<= 60 MB",
+         runs=[round(r, 1) for r in rss], baseline_is="bare uvicorn app")  # fmt: skip
+    for svc in first:
+        emit("gateway", f"first_request_{svc}", median(first[svc]), "ms", median(again[svc]), baseline_is="same request again")
+    emit("gateway", "first_requests_all_services", sum(median(v) for v in first.values()), "ms",
+         sum(median(v) for v in again.values()), baseline_is="same requests again")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--skip-peers", action="store_true", help="do not run MiniStack and moto")
+    parser.add_argument("--startup-only", action="store_true",
+                        help="measure only start-up time, idle RSS and each service's first request")  # fmt: skip
+    parser.add_argument("--repeat", type=int, default=3, help="fresh starts for --startup-only (median)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-gw-"))
+    if args.startup_only:
+        _startup(args.repeat, tmp)
+        return
 
     port = free_port()
     nubes = start("nubes", [PYTHON, "-m", "nubes", "up", "--port", str(port), "--data-dir", str(tmp / "nubes")], port, ready_path="/_nubes/health")
