@@ -22,11 +22,11 @@ def _create(ddb: Any, view: str) -> str:
     return name
 
 
-def _records(streams: Any, arn: str, kind: str = "TRIM_HORIZON", **extra: Any) -> tuple[list[dict[str, Any]], str]:
+def _records(streams: Any, arn: str, kind: str = "TRIM_HORIZON", **extra: Any) -> tuple[list[dict[str, Any]], str | None]:
     shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
     iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType=kind, **extra)["ShardIterator"]
     out = streams.get_records(ShardIterator=iterator)
-    return out["Records"], out["NextShardIterator"]
+    return out["Records"], out.get("NextShardIterator")
 
 
 def test_one_record_per_modification_with_images(nubes: Any) -> None:
@@ -124,3 +124,36 @@ def test_binary_keys_and_tags_named_b(nubes: Any) -> None:
     assert records[0]["dynamodb"]["Keys"] == {"k": {"B": b"\x00\xff"}}
     assert records[0]["dynamodb"]["NewImage"]["m"] == {"M": {"B": {"B": b"x"}}}
     assert ddb.get_item(TableName=name, Key={"k": {"B": b"\x00\xff"}})["Item"]["bs"] == {"BS": [b"a"]}
+
+
+def test_stream_of_deleted_table_stays_readable(nubes: Any) -> None:
+    """ScyllaDB's alternator suite lists streams after deleting their tables:
+    AWS keeps them, DISABLED, for 24 hours."""
+    ddb = nubes.client("dynamodb")
+    streams = nubes.client("dynamodbstreams")
+    name = _create(ddb, "NEW_IMAGE")
+    arn = ddb.describe_table(TableName=name)["Table"]["LatestStreamArn"]
+    ddb.put_item(TableName=name, Item={"id": {"S": "kept"}})
+    ddb.put_item(TableName=name, Item={"id": {"S": "removed"}})
+    ddb.delete_item(TableName=name, Key={"id": {"S": "removed"}})
+    ddb.delete_table(TableName=name)
+    assert name not in ddb.list_tables()["TableNames"]
+    assert [s["StreamArn"] for s in streams.list_streams(TableName=name)["Streams"]] == [arn]
+    assert arn in [s["StreamArn"] for s in streams.list_streams()["Streams"]]
+    description = streams.describe_stream(StreamArn=arn)["StreamDescription"]
+    assert description["StreamStatus"] == "DISABLED"
+    assert "EndingSequenceNumber" in description["Shards"][0]["SequenceNumberRange"]
+    records, _ = _records(streams, arn)
+    assert [(r["eventName"], r["dynamodb"]["Keys"]["id"]["S"]) for r in records] == [
+        ("INSERT", "kept"), ("INSERT", "removed"), ("REMOVE", "removed"),
+    ]  # no REMOVE for "kept": deleting the table writes no records
+    ddb.create_table(
+        TableName=name, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"},
+    )  # fmt: skip
+    new_arn = ddb.describe_table(TableName=name)["Table"]["LatestStreamArn"]
+    assert new_arn != arn
+    assert [s["StreamArn"] for s in streams.list_streams(TableName=name)["Streams"]] == [arn, new_arn]
+    assert streams.describe_stream(StreamArn=arn)["StreamDescription"]["StreamStatus"] == "DISABLED"
+    assert streams.describe_stream(StreamArn=new_arn)["StreamDescription"]["StreamStatus"] == "ENABLED"

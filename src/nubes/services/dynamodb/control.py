@@ -18,6 +18,7 @@ from nubes.services.dynamodb.keys import (
     ttl_expiry,
     ttl_key,
 )
+from nubes.services.dynamodb.streams import retire_streams, retired_labels
 from nubes.services.dynamodb.tables import (
     INDEXES,
     ITEMS,
@@ -31,10 +32,12 @@ from nubes.services.dynamodb.tables import (
     create_record,
     current_stream,
     describe,
+    disable_stream,
     load_table,
     new_stream,
     require_table,
     save_table,
+    stream_expired,
     table_key,
     uid_bytes,
 )
@@ -56,7 +59,7 @@ def create_table(txn: Txn, region: str, params: dict[str, Any], arn: str, now: f
     check_name(name, "tableName")
     if load_table(txn, region, name) is not None:
         raise AwsError("ResourceInUseException", f"Table already exists: {name}", 400)
-    table = create_record(params, arn, now)
+    table = create_record(params, arn, now, retired_labels(txn, region, name))
     save_table(txn, region, table)
     return {"TableDescription": describe(table)}
 
@@ -216,17 +219,31 @@ def update_table(txn: Txn, region: str, params: dict[str, Any], now: float) -> d
         if spec.get("StreamEnabled"):
             if stream is not None:
                 raise validation(f"Table {table['TableName']} already has an enabled stream: {stream['arn']}")
-            table["streams"].append(new_stream(table, spec.get("StreamViewType"), now))
+            taken = {s["label"] for s in table["streams"]} | retired_labels(txn, region, table["TableName"])
+            table["streams"] = _unexpired(txn, table["streams"], now)
+            table["streams"].append(new_stream(table, spec.get("StreamViewType"), now, taken))
         else:
             if stream is None:
                 raise validation(f"Table {table['TableName']} has no enabled stream: the stream is already disabled")
-            stream["enabled"] = False
+            table["streams"][-1] = disable_stream(stream, txn.log_bounds(stream["log"])[1], now)
     save_table(txn, region, table)
     return {"TableDescription": describe(table)}
 
 
-def delete_table(txn: Txn, region: str, name: str) -> dict[str, Any]:
-    """DeleteTable: the record, items, index and TTL entries, stream logs."""
+def _unexpired(txn: Txn, table_streams: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
+    """The streams still readable, dropping the logs of the others."""
+    kept = []
+    for stream in table_streams:
+        if stream_expired(stream, now):
+            txn.drop_log(stream["log"])
+        else:
+            kept.append(stream)
+    return kept
+
+
+def delete_table(txn: Txn, region: str, name: str, now: float) -> dict[str, Any]:
+    """DeleteTable: the record, items, index and TTL entries. Its streams are
+    disabled, not dropped: as on AWS they stay readable for 24 hours."""
     table = require_table(txn, region, name)
     if table.get("DeletionProtectionEnabled"):
         raise validation(
@@ -236,8 +253,7 @@ def delete_table(txn: Txn, region: str, name: str) -> dict[str, Any]:
     txn.delete_prefix(ITEMS, prefix)
     txn.delete_prefix(INDEXES, prefix)
     txn.delete_prefix(TTL, prefix)
-    for stream in table.get("streams") or []:
-        txn.drop_log(stream["log"])
+    retire_streams(txn, region, table, now)
     txn.delete(TABLES, table_key(region, table["TableName"]))
     full = describe(table)
     # DynamoDB's DeleteTable answer leaves out the schema and creation time

@@ -20,7 +20,7 @@ from nubes.services.dynamodb.items import Effects
 from nubes.services.dynamodb.partiql import batch_execute, parse_statement, run_statement
 from nubes.services.dynamodb.partiql import execute_transaction as partiql_transaction
 from nubes.services.dynamodb.prepare import prepare
-from nubes.services.dynamodb.tables import require_table
+from nubes.services.dynamodb.tables import require_table, stream_expired
 from nubes.storage.base import Txn
 
 log = logging.getLogger(__name__)
@@ -115,8 +115,10 @@ class DynamoDbProvider(Provider):
         return await self._write(ctx, lambda txn, _: control.update_table(txn, ctx.region, params, now))
 
     async def delete_table(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        """Delete a table with its items, index entries, TTL entries and stream records."""
-        return await self._write(ctx, lambda txn, _: control.delete_table(txn, ctx.region, params["TableName"]))
+        """Delete a table with its items, index and TTL entries; its streams stay
+        readable (DISABLED) for 24 hours."""
+        now = time.time()
+        return await self._write(ctx, lambda txn, _: control.delete_table(txn, ctx.region, params["TableName"], now))
 
     async def update_time_to_live(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         """Enable or disable TTL expiry on an attribute."""
@@ -312,12 +314,15 @@ class DynamoDbProvider(Provider):
     # -- streams ---------------------------------------------------------------------------------------
 
     async def list_streams(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        """The streams of the region's tables (or of one table)."""
-        return await self._read(lambda txn: streams.list_streams(txn, ctx.region, params))
+        """The streams of the region's tables (or of one table), including those
+        of tables deleted in the last 24 hours."""
+        now = time.time()
+        return await self._read(lambda txn: streams.list_streams(txn, ctx.region, params, now))
 
     async def describe_stream(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         """A stream's status, view type and its shard."""
-        return await self._read(lambda txn: streams.describe_stream(txn, params))
+        now = time.time()
+        return await self._read(lambda txn: streams.describe_stream(txn, params, now))
 
     async def get_shard_iterator(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         """An iterator at a position of the stream's shard."""
@@ -345,9 +350,11 @@ class DynamoDbProvider(Provider):
                 log.exception("DynamoDB TTL sweep failed")
             await asyncio.sleep(TTL_SWEEP_SECONDS)
 
-    async def sweep(self, *, trim: bool = False) -> int:
+    async def sweep(self, *, trim: bool = False, now: float | None = None) -> int:
         """Delete expired items of every TTL table (as service deletions in
-        their streams); with ``trim``, drop stream records older than 24 hours."""
+        their streams); with ``trim``, drop stream records older than 24 hours
+        and the streams of tables deleted more than 24 hours ago (as of ``now``,
+        by default the current time; TTL expiry always uses the current time)."""
         tables = await self.app.store.read(control.sweep_tables)
         deleted = 0
         for region, name, ttl_enabled, table_streams in tables:
@@ -365,6 +372,18 @@ class DynamoDbProvider(Provider):
                     break
             if trim:
                 for stream in table_streams:
-                    await self.app.store.write(partial(streams.trim_stream, stream=stream, now=time.time()))
+                    at = time.time() if now is None else now
+                    await self.app.store.write(partial(streams.trim_stream, stream=stream, now=at))
+        if trim:
+            await self._trim_retired(now)
         return deleted
+
+    async def _trim_retired(self, now: float | None) -> None:
+        """Trim the streams of deleted tables; forget those past their 24 hours."""
+        for key, stream in await self.app.store.read(streams.retired_streams):
+            at = time.time() if now is None else now
+            if stream_expired(stream, at):
+                await self.app.store.write(partial(streams.drop_retired, key=key, stream=stream))
+            else:
+                await self.app.store.write(partial(streams.trim_stream, stream=stream, now=at))
 

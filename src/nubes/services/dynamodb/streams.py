@@ -11,11 +11,20 @@ from typing import Any
 import orjson
 
 from nubes.aws.errors import AwsError
-from nubes.services.dynamodb.tables import TABLES, Table, load_table
+from nubes.services.dynamodb.tables import (
+    RETIRED_STREAMS,
+    STREAM_RETENTION_SECONDS,
+    TABLES,
+    Table,
+    disable_stream,
+    load_table,
+    stream_expired,
+)
 from nubes.services.dynamodb.types import load_record, validation
 from nubes.storage.base import Txn
+from nubes.storage.keys import pack
 
-RETENTION_SECONDS = 24 * 3600
+RETENTION_SECONDS = STREAM_RETENTION_SECONDS
 ITERATOR_SECONDS = 15 * 60
 _SEQUENCE_BASE = 10**20
 MAX_RECORDS = 1000
@@ -38,34 +47,88 @@ def _stream_not_found(arn: str) -> AwsError:
     return AwsError("ResourceNotFoundException", f"Requested resource not found: Stream: {arn} not found", 400)
 
 
-def find_stream(txn: Txn, arn: str) -> tuple[Table, dict[str, Any]]:
-    """The table and stream record of a stream ARN."""
+def _retired_key(region: str, name: str, label: str) -> bytes:
+    return pack(region, name, label)
+
+
+def retire_streams(txn: Txn, region: str, table: Table, now: float) -> None:
+    """Keep a deleted table's streams readable: each moves, disabled, to
+    ``RETIRED_STREAMS`` with what DescribeStream needs of the table, its
+    records stay in their log (deleting the table writes none) until it expires."""
+    for stream in table.get("streams") or []:
+        if stream_expired(stream, now):
+            txn.drop_log(stream["log"])
+            continue
+        if stream["enabled"]:
+            stream = disable_stream(stream, txn.log_bounds(stream["log"])[1], now)
+        doc = {"TableName": table["TableName"], "KeySchema": table["KeySchema"], "stream": stream}
+        txn.put(RETIRED_STREAMS, _retired_key(region, table["TableName"], stream["label"]), orjson.dumps(doc))
+
+
+def retired_labels(txn: Txn, region: str, name: str) -> set[str]:
+    """Labels of the streams of deleted tables named ``name`` (expired or not:
+    a new stream's ARN must not repeat one a consumer may still hold)."""
+    return {orjson.loads(raw)["stream"]["label"] for _, raw in txn.scan(RETIRED_STREAMS, prefix=pack(region, name))}
+
+
+def _retired(txn: Txn, region: str, name: str, label: str, now: float) -> tuple[Table, dict[str, Any]] | None:
+    raw = txn.get(RETIRED_STREAMS, _retired_key(region, name, label))
+    if raw is None:
+        return None
+    doc = orjson.loads(raw)
+    if stream_expired(doc["stream"], now):
+        return None
+    return {"TableName": doc["TableName"], "KeySchema": doc["KeySchema"]}, doc["stream"]
+
+
+def find_stream(txn: Txn, arn: str, now: float) -> tuple[Table, dict[str, Any]]:
+    """The table (or what is kept of a deleted one) and stream record of a
+    stream ARN that is still readable at ``now``."""
     parts = arn.split(":", 5)
     if len(parts) != 6 or "/stream/" not in parts[5]:
         raise validation(f"Invalid StreamArn: {arn}")
     region = parts[3]
-    resource = parts[5]
-    name = resource.split("/")[1]
+    resource = parts[5].split("/")
+    if len(resource) != 4 or resource[0] != "table" or resource[2] != "stream":
+        raise _stream_not_found(arn)
+    name, label = resource[1], resource[3]
     table = load_table(txn, region, name)
     if table is not None:
         for stream in table.get("streams") or []:
-            if stream["arn"] == arn:
+            if stream["arn"] == arn and not stream_expired(stream, now):
                 return table, stream
+    found = _retired(txn, region, name, label, now)
+    if found is not None and found[1]["arn"] == arn:
+        return found
     raise _stream_not_found(arn)
 
 
-def list_streams(txn: Txn, region: str, params: dict[str, Any]) -> dict[str, Any]:
-    """ListStreams: every stream of the region's tables (or of one table)."""
-    wanted = params.get("TableName")
-    entries: list[dict[str, str]] = []
-    for _, raw in txn.scan(TABLES):
-        table = orjson.loads(raw)
-        if table["TableArn"].split(":")[3] != region:
-            continue
-        if wanted is not None and table["TableName"] != wanted:
-            continue
-        for stream in table.get("streams") or []:
-            entries.append({"StreamArn": stream["arn"], "TableName": table["TableName"], "StreamLabel": stream["label"]})
+def _stream_entries(txn: Txn, region: str, wanted: str | None, now: float) -> list[dict[str, str]]:
+    """ListStreams entries of live and deleted tables, by table name and label."""
+    if wanted is not None:
+        table = load_table(txn, region, wanted)
+        live = [] if table is None else [table]
+        retired_prefix = pack(region, wanted)
+    else:
+        live = [orjson.loads(raw) for _, raw in txn.scan(TABLES, prefix=pack(region))]
+        retired_prefix = pack(region)
+    found = [(t["TableName"], s) for t in live for s in t.get("streams") or []]
+    for _, raw in txn.scan(RETIRED_STREAMS, prefix=retired_prefix):
+        doc = orjson.loads(raw)
+        found.append((doc["TableName"], doc["stream"]))
+    entries = [
+        {"StreamArn": stream["arn"], "TableName": name, "StreamLabel": stream["label"]}
+        for name, stream in found
+        if not stream_expired(stream, now)
+    ]
+    entries.sort(key=lambda e: (e["TableName"], e["StreamLabel"]))
+    return entries
+
+
+def list_streams(txn: Txn, region: str, params: dict[str, Any], now: float) -> dict[str, Any]:
+    """ListStreams: every readable stream of the region's tables (or of one
+    table name), including those of tables deleted less than 24 hours ago."""
+    entries = _stream_entries(txn, region, params.get("TableName"), now)
     start = params.get("ExclusiveStartStreamArn")
     if start is not None and (not start.startswith("arn:") or "/stream/" not in start):
         raise validation(f"Invalid ExclusiveStartStreamArn: {start} is not a stream ARN")
@@ -83,7 +146,8 @@ def _shard(txn: Txn, stream: dict[str, Any]) -> dict[str, Any]:
     first, last = txn.log_bounds(stream["log"])
     seq_range: dict[str, str] = {"StartingSequenceNumber": sequence_number(max(first, 1))}
     if not stream["enabled"]:
-        seq_range["EndingSequenceNumber"] = sequence_number(max(last, 1))
+        # the shard closed where the log ended then (its records may be trimmed since)
+        seq_range["EndingSequenceNumber"] = sequence_number(max(stream.get("ending") or last, 1))
     return {"ShardId": stream["shard"], "SequenceNumberRange": seq_range}
 
 
@@ -103,9 +167,9 @@ def _shards(txn: Txn, stream: dict[str, Any], params: dict[str, Any]) -> list[di
     return [_shard(txn, stream)]
 
 
-def describe_stream(txn: Txn, params: dict[str, Any]) -> dict[str, Any]:
-    """DescribeStream."""
-    table, stream = find_stream(txn, params["StreamArn"])
+def describe_stream(txn: Txn, params: dict[str, Any], now: float) -> dict[str, Any]:
+    """DescribeStream (a deleted table's stream is DISABLED for its last 24 hours)."""
+    table, stream = find_stream(txn, params["StreamArn"], now)
     return {
         "StreamDescription": {
             "StreamArn": stream["arn"],
@@ -128,7 +192,7 @@ def _iterator(arn: str, shard: str, after: int, now: float) -> str:
 def get_shard_iterator(txn: Txn, params: dict[str, Any], now: float) -> dict[str, Any]:
     """GetShardIterator with TRIM_HORIZON, LATEST, AT_ and AFTER_SEQUENCE_NUMBER."""
     arn = params["StreamArn"]
-    _, stream = find_stream(txn, arn)
+    _, stream = find_stream(txn, arn, now)
     if params["ShardId"] != stream["shard"]:
         raise AwsError("ResourceNotFoundException", "Requested resource not found: Shard does not exist", 400)
     kind = params["ShardIteratorType"]
@@ -164,7 +228,7 @@ def get_records(txn: Txn, params: dict[str, Any], now: float) -> dict[str, Any]:
         raise AwsError("ExpiredIteratorException", "Iterator expired. The iterator was created at time "
                        f"{dt.datetime.fromtimestamp(doc['t'], dt.UTC).isoformat()} while right now it is "
                        f"{dt.datetime.fromtimestamp(now, dt.UTC).isoformat()} which is further in the future than the tolerated delay of 900000 milliseconds.", 400)
-    _, stream = find_stream(txn, doc["a"])
+    _, stream = find_stream(txn, doc["a"], now)
     limit = params.get("Limit") or MAX_RECORDS
     if limit > MAX_RECORDS:
         raise validation("1 validation error detected: Value '" + str(limit) + "' at 'limit' failed to satisfy constraint: Member must have value less than or equal to 1000")
@@ -203,3 +267,14 @@ def trim_stream(txn: Txn, *, stream: dict[str, Any], now: float) -> int:
         _, last = txn.log_bounds(stream["log"])
         keep = last + 1 if last - first < 1000 else first + 1000
     return txn.trim_log(stream["log"], before=keep)
+
+
+def retired_streams(txn: Txn) -> list[tuple[bytes, dict[str, Any]]]:
+    """(key, stream record) of every deleted table's stream still kept."""
+    return [(key, orjson.loads(raw)["stream"]) for key, raw in txn.scan(RETIRED_STREAMS)]
+
+
+def drop_retired(txn: Txn, key: bytes, stream: dict[str, Any]) -> None:
+    """Forget an expired stream of a deleted table and its remaining records."""
+    txn.drop_log(stream["log"])
+    txn.delete(RETIRED_STREAMS, key)

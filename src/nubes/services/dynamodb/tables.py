@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
+from collections.abc import Collection
 from functools import lru_cache
 from typing import Any
 
@@ -26,6 +27,10 @@ ITEMS = "dynamodb.items"
 INDEXES = "dynamodb.index"
 TTL = "dynamodb.ttl"
 TOKENS = "dynamodb.tokens"
+#: streams of deleted tables, readable for 24 hours, under ``pack(region, name, label)``
+RETIRED_STREAMS = "dynamodb.streams.retired"
+#: how long a disabled stream (and its records) stays readable
+STREAM_RETENTION_SECONDS = 24 * 3600
 MAX_GSI = 20
 MAX_LSI = 5
 
@@ -236,11 +241,20 @@ def stream_arn(table_arn: str, label: str) -> str:
     return f"{table_arn}/stream/{label}"
 
 
-def new_stream(table: Table, view_type: str | None, now: float) -> dict[str, Any]:
-    """A stream record for a table whose stream is being enabled."""
+def _label(now: float) -> str:
+    return dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+
+
+def new_stream(table: Table, view_type: str | None, now: float, taken: Collection[str] = ()) -> dict[str, Any]:
+    """A stream record for a table whose stream is being enabled. Its label
+    (hence its ARN) differs from every label in ``taken``: the table's earlier
+    streams and those of a deleted table of the same name, still readable."""
     if view_type not in ("KEYS_ONLY", "NEW_IMAGE", "OLD_IMAGE", "NEW_AND_OLD_IMAGES"):
         raise invalid_parameter("You must specify a StreamViewType when enabling a stream")
-    label = dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+    label = _label(now)
+    while label in taken:  # labels have millisecond resolution
+        now += 0.001
+        label = _label(now)
     return {
         "label": label,
         "arn": stream_arn(table["TableArn"], label),
@@ -252,8 +266,21 @@ def new_stream(table: Table, view_type: str | None, now: float) -> dict[str, Any
     }
 
 
-def create_record(params: dict[str, Any], arn: str, now: float) -> Table:
-    """Validate CreateTable input and build the table record."""
+def disable_stream(stream: dict[str, Any], last: int, now: float) -> dict[str, Any]:
+    """The record of a stream closed at ``now`` whose log ends at ``last``: its
+    shard gets an ending sequence number and it expires 24 hours later."""
+    return {**stream, "enabled": False, "disabled_at": now, "ending": last}
+
+
+def stream_expired(stream: dict[str, Any], now: float) -> bool:
+    """Whether a disabled stream's 24 hours of readability are over."""
+    disabled_at = stream.get("disabled_at")
+    return disabled_at is not None and now >= disabled_at + STREAM_RETENTION_SECONDS
+
+
+def create_record(params: dict[str, Any], arn: str, now: float, taken_labels: Collection[str] = ()) -> Table:
+    """Validate CreateTable input and build the table record (its stream label
+    is none of ``taken_labels``)."""
     definitions = params.get("AttributeDefinitions") or []
     defined = {d["AttributeName"]: d["AttributeType"] for d in definitions}
     if len(defined) != len(definitions):
@@ -306,7 +333,7 @@ def create_record(params: dict[str, Any], arn: str, now: float) -> Table:
                         "KMSMasterKeyArn": sse.get("KMSMasterKeyId") or f"arn:aws:kms:{arn.split(':')[3]}:{arn.split(':')[4]}:alias/aws/dynamodb"}  # fmt: skip
     spec = params.get("StreamSpecification")
     if spec and spec.get("StreamEnabled"):
-        table["streams"].append(new_stream(table, spec.get("StreamViewType"), now))
+        table["streams"].append(new_stream(table, spec.get("StreamViewType"), now, taken_labels))
     return table
 
 
