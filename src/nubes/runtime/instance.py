@@ -117,6 +117,7 @@ class Channel:
 
     def __init__(self, sock: socket.socket, sink: LogSink) -> None:
         self.sock = sock
+        self.reader = FrameReader(sock)
         self.sink = sink
         self._sending = False
         sink.on_full = self.flush_logs
@@ -197,7 +198,7 @@ class Instance:
         """Answer invocation frames until the manager closes the channel."""
         chan = self.chan
         while True:
-            frame = _read_frame(chan.sock)
+            frame = chan.reader.read()
             if frame is None:
                 return
             _, header, payload = frame
@@ -283,15 +284,42 @@ def _warm_up() -> None:
     exec(compile("def handler(event, context):\n    return event\n", "<warm-up>", "exec"), {})
 
 
-def _read_frame(chan: socket.socket) -> tuple[int, dict[str, Any], bytes] | None:
-    """One frame from the manager, or None when it closed the channel."""
-    prefix = bytearray(4)
-    if not _recv_into(chan, memoryview(prefix)):
-        return None
-    body = bytearray(int.from_bytes(prefix, "little"))
-    if not _recv_into(chan, memoryview(body)):
-        return None
-    return protocol.decode_body(bytes(body))
+#: bytes asked of the kernel per read: a whole small frame (most invocations) in one call
+_READ_SIZE = 65536
+
+
+class FrameReader:
+    """Frames from the manager, read in as few ``recv`` calls as the data allows.
+
+    A warm invocation's frame usually arrives whole, so one ``recv`` brings it
+    (reading the length prefix first would cost a second system call each time).
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._buf = bytearray()
+
+    def read(self) -> tuple[int, dict[str, Any], bytes] | None:
+        """The next frame, or None when the manager closed the channel."""
+        buf = self._buf
+        while len(buf) < 4:
+            chunk = self.sock.recv(_READ_SIZE)
+            if not chunk:
+                return None
+            buf += chunk
+        end = 4 + int.from_bytes(buf[:4], "little")
+        if len(buf) < end:
+            # a large payload: receive the rest straight into a buffer of its size
+            body = bytearray(end - 4)
+            have = len(buf) - 4
+            body[:have] = buf[4:]
+            buf.clear()
+            if not _recv_into(self.sock, memoryview(body)[have:]):
+                return None
+            return protocol.decode_body(bytes(body))
+        body_bytes = bytes(buf[4:end])
+        del buf[:end]
+        return protocol.decode_body(body_bytes)
 
 
 def _exit_status(e: SystemExit) -> int:
@@ -371,7 +399,7 @@ def main(chan_fd: int, stdio_fd: int, isolate: bool = False) -> None:
         if isolate:
             sandbox.prepare()
         _warm_up()
-        frame = _read_frame(chan.sock)
+        frame = chan.reader.read()
         if frame is None or frame[0] != protocol.CONFIG:
             code = 0  # a spare nobody needed
             return

@@ -69,7 +69,8 @@ def _now_ms() -> int:
 
 
 def _trace_id() -> str:
-    return f"Root=1-{int(time.time()):08x}-{secrets.token_hex(12)};Parent={secrets.token_hex(8)};Sampled=0"
+    rand = secrets.token_hex(20)  # one call for both ids: this runs on every invocation
+    return f"Root=1-{int(time.time()):08x}-{rand[:24]};Parent={rand[24:]};Sampled=0"
 
 
 def parse_client_context(value: str | None) -> dict[str, Any] | None:

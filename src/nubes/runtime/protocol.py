@@ -1,11 +1,15 @@
 """The frame format between the runtime manager and a Python function instance.
 
 Both ends of the instance channel (a unix stream socket) speak it. It is kept
-tiny and dependency-free because the zygote imports it before forking, and the
-warm-invoke fast path is one ``send`` and one ``recv`` per side.
+tiny because the zygote imports it before forking, and the warm-invoke fast path
+is one ``send`` and one ``recv`` per side.
 
 A frame is ``u32 body_length | u8 kind | u32 header_length | header | payload``
 where ``header`` is JSON and ``payload`` raw bytes (the event or the response).
+Headers go through orjson (a dependency of nubes, so every instance has it), ~20x
+faster than the stdlib on both ends of every invocation; the stdlib takes over for
+what orjson refuses: integers past 64 bits in a client context, log text with lone
+surrogates.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import json
 import signal
 import struct
 from typing import Any
+
+import orjson
 
 PREFIX = struct.Struct("<IBI")
 #: manager → instance: become this function (header: env, cwd, sys_path, handler, ...)
@@ -37,7 +43,10 @@ LogEvent = tuple[int, str]
 
 def encode(kind: int, header: dict[str, Any], payload: bytes = b"") -> bytes:
     """One frame, ready to send."""
-    head = json.dumps(header, separators=(",", ":")).encode()
+    try:
+        head = orjson.dumps(header)
+    except TypeError:  # orjson.JSONEncodeError
+        head = json.dumps(header, separators=(",", ":")).encode()
     return PREFIX.pack(5 + len(head) + len(payload), kind, len(head)) + head + payload
 
 
@@ -45,7 +54,11 @@ def decode_body(body: bytes) -> tuple[int, dict[str, Any], bytes]:
     """Split a frame body (everything after the u32 length) into kind, header, payload."""
     kind = body[0]
     head_len = int.from_bytes(body[1:5], "little")
-    header = json.loads(body[5 : 5 + head_len])
+    raw = body[5 : 5 + head_len]
+    try:
+        header = orjson.loads(raw)
+    except orjson.JSONDecodeError:  # an escaped lone surrogate, which json allows
+        header = json.loads(raw)
     return kind, header, body[5 + head_len :]
 
 
