@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from nubes.aws.errors import AwsError
 from nubes.services.base import Provider, RequestContext
@@ -20,12 +21,14 @@ from nubes.services.lambda_.models import (
     not_found,
     parse_function_name,
 )
+from nubes.services.lambda_.targets import CHANGED, Target, TargetCache
 from nubes.storage.base import Txn
 
 if TYPE_CHECKING:
     from nubes.runtime.spec import FunctionSpec
 
 _MAX_LAYERS = 5
+T = TypeVar("T")
 
 
 #: the account of AWS's public Powertools for AWS Lambda layers
@@ -38,6 +41,8 @@ class LambdaBase(Provider):
     def __init__(self, app: Any) -> None:
         super().__init__(app)
         self.revisions = codes.RevisionCache()
+        #: what Invoke resolved, until the next write (see targets.py)
+        self.targets = TargetCache()
         self.runtime: Any = None  # nubes.runtime.manager.RuntimeManager, made in start()
         self._public_layers: Any = None  # nubes.runtime.layers.PublicLayers, made on first use
 
@@ -91,6 +96,79 @@ class LambdaBase(Provider):
             raise function_not_found(ref.region, self.account, ref.name, ref.qualifier)
         return doc, config, version
 
+    async def invocation(self, ref: FunctionRef) -> tuple[dict[str, Any], dict[str, Any], str, FunctionSpec]:
+        """What Invoke runs for ``ref``: ``resolve(ref, route=True)`` and its spec, from
+        :attr:`targets` while no write changed them. The documents are shared: read only."""
+        target = await self._cached_target(ref)
+        config, version = target.config, target.version
+        if target.alias is not None:
+            picked = pick_version(target.alias)
+            if picked != version:  # an additional version of a weighted alias
+                other = await self._version_target(ref, picked)
+                config, version = other.config, other.version
+        spec = target.specs.get(version)
+        if spec is None:
+            spec = self.function_spec(target.doc, config, version, ref.qualifier)
+            if not config["_code"].get("hot"):  # a hot-reload directory's revision moves
+                target.specs[version] = spec
+        return target.doc, config, version, spec
+
+    async def _version_target(self, ref: FunctionRef, version: str) -> Target:
+        """A weighted alias's other version (not found: as ``resolve`` says it)."""
+        try:
+            return await self._cached_target(FunctionRef(ref.name, ref.region, version))
+        except AwsError:
+            raise function_not_found(ref.region, self.account, ref.name, ref.qualifier) from None
+
+    async def _cached_target(self, ref: FunctionRef) -> Target:
+        key = (ref.region, ref.name, ref.qualifier)
+        target = self.targets.get(key)
+        if target is None:
+            generation = self.targets.generation
+            target = await self._read_target(ref)
+            self.targets.put(key, target, generation)
+        return target
+
+    async def _read_target(self, ref: FunctionRef) -> Target:
+        """Read what ``ref`` names: an alias is kept whole, its weights are applied later."""
+
+        def read(txn: Txn) -> tuple[dict[str, Any] | None, dict[str, Any] | None, str, dict[str, Any] | None]:
+            doc = st.get(txn, st.FUNCTIONS, st.function_key(ref.region, ref.name))
+            if doc is None:
+                return None, None, "", None
+            qual = ref.qualifier or LATEST
+            alias = None
+            if qual != LATEST and not qual.isdigit():
+                alias = st.get(txn, st.ALIASES, st.alias_key(ref.region, ref.name, qual))
+                if alias is None:
+                    return doc, None, qual, None
+                qual = str(alias["FunctionVersion"])
+            if qual == LATEST:
+                return doc, doc["config"], LATEST, alias
+            return doc, st.get(txn, st.VERSIONS, st.version_key(ref.region, ref.name, int(qual))), qual, alias
+
+        doc, config, version, alias = await self.app.store.read(read)
+        if doc is None:
+            raise function_not_found(ref.region, self.account, ref.name)
+        if config is None:
+            raise function_not_found(ref.region, self.account, ref.name, ref.qualifier)
+        return Target(doc, config, version, alias, self.targets.expiry())
+
+    async def write(self, fn: Callable[[Txn], T]) -> T:
+        """A write to Lambda's function, version, alias or URL tables: what Invoke
+        cached is forgotten here and, through the broker, on other nodes."""
+        try:
+            return await self.app.store.write(fn)
+        finally:
+            self.targets.changed()
+            self.app.bus.wake(CHANGED)
+
+    async def forget_targets_on_change(self) -> None:
+        """Forget cached targets whenever any node announces a Lambda write (until cancelled)."""
+        while True:
+            if await self.app.bus.wait(CHANGED, 3600.0):
+                self.targets.changed()
+
     async def update_function(self, ref: FunctionRef, change: Any, *, revision_id: str | None = None) -> dict[str, Any]:
         """Apply ``change(doc)`` to a function document in one transaction."""
 
@@ -105,7 +183,7 @@ class LambdaBase(Provider):
             st.put(txn, st.FUNCTIONS, key, doc)
             return doc
 
-        result: dict[str, Any] = await self.app.store.write(update)
+        result: dict[str, Any] = await self.write(update)
         return result
 
     async def publish(self, region: str, name: str, params: dict[str, Any]) -> dict[str, Any]:

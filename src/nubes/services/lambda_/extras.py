@@ -51,7 +51,7 @@ class ExtrasMixin(LambdaBase):
             doc["concurrency"] = wanted
             st.put(txn, st.FUNCTIONS, key, doc)
 
-        await self.app.store.write(write)
+        await self.write(write)
         if self.runtime is not None:
             self.runtime.set_reserved_concurrency(ref.name, wanted)
         return {"ReservedConcurrentExecutions": wanted}

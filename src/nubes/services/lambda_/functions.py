@@ -84,7 +84,7 @@ class FunctionsMixin(LambdaBase):
         def create(txn: Txn) -> bool:
             return txn.insert(st.FUNCTIONS, key, orjson.dumps(doc))
 
-        if not await self.app.store.write(create):
+        if not await self.write(create):
             raise conflict(f"Function already exist: {ref.name}")
         result = public_config(config)
         if params.get("Publish"):
@@ -178,7 +178,7 @@ class FunctionsMixin(LambdaBase):
             st.delete_function(txn, ref.region, ref.name)
             return True
 
-        if not await self.app.store.write(delete):
+        if not await self.write(delete):
             raise function_not_found(ref.region, self.account, ref.name)
         if self.runtime is not None:
             self.runtime.retire(ref.name)
@@ -198,7 +198,7 @@ class FunctionsMixin(LambdaBase):
             txn.delete(st.VERSIONS, st.version_key(region, name, int(qualifier)))
             return "ok"
 
-        outcome: str = await self.app.store.write(delete)
+        outcome: str = await self.write(delete)
         if outcome == "function":
             raise function_not_found(region, self.account, name)
         if outcome.startswith("alias:"):

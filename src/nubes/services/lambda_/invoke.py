@@ -77,7 +77,7 @@ class InvokeMixin(LambdaBase):
         if kind not in ("RequestResponse", "Event", "DryRun"):
             raise invalid(f"Unsupported InvocationType: {kind}")
         payload = bytes(params.get("Payload") or b"")
-        doc, config, version = await self.resolve(ref, route=True)
+        _, config, version, spec = await self.invocation(ref)
         ctx.response_headers["x-amzn-RequestId"] = ctx.request_id
         if config.get("State") == "Failed":
             raise error("ResourceConflictException",
@@ -94,7 +94,6 @@ class InvokeMixin(LambdaBase):
             await self.async_invoker.enqueue(record)
             return {"StatusCode": 202}
         payload = check_payload(payload, MAX_SYNC_PAYLOAD)
-        spec = self.function_spec(doc, config, version, ref.qualifier)
         result = await self.run(spec, payload, ctx.request_id, client_context=params.get("ClientContext"))
         out: dict[str, Any] = {"StatusCode": 200, "Payload": result.payload, "ExecutedVersion": version}
         if result.function_error:
@@ -124,8 +123,8 @@ class InvokeMixin(LambdaBase):
                               request_id: str) -> tuple[InvocationResult, str]:  # fmt: skip
         """A synchronous invocation from inside nubes (event sources, function URLs):
         (result, executed version)."""
-        doc, config, version = await self.resolve(FunctionRef(name, region, qualifier), route=True)
-        result = await self.run(self.function_spec(doc, config, version, qualifier), payload, request_id)
+        _, _, version, spec = await self.invocation(FunctionRef(name, region, qualifier))
+        result = await self.run(spec, payload, request_id)
         return result, version
 
     # -- the async queue's callbacks ----------------------------------------------------------

@@ -52,6 +52,7 @@ class LambdaProvider(
             self.runtime = None
             self.runtime_error = f"{type(exc).__name__}: {exc}"
         self.app.spawn(self.telemetry.run(), name="lambda-telemetry")
+        self.app.spawn(self.forget_targets_on_change(), name="lambda-targets")
         self.app.spawn(self.async_invoker.run_forever(), name="lambda-async")
         await self.start_mappings()
         await self._settle_leftovers()

@@ -88,7 +88,7 @@ class UrlsMixin(LambdaBase):
                                                 "qualifier": qualifier, "config": config})  # fmt: skip
             return True
 
-        if not await self.app.store.write(write):
+        if not await self.write(write):
             raise conflict(f"Failed to create function url config for [functionArn = {arn}]. "
                            "Error message:  FunctionUrlConfig exists for this Lambda function")  # fmt: skip
         return {k: v for k, v in config.items() if k != "LastModifiedTime"}
@@ -116,7 +116,7 @@ class UrlsMixin(LambdaBase):
             if params.get(member) is not None:
                 config[member] = params[member]
         config["LastModifiedTime"] = _iso_now()
-        await self.app.store.write(lambda txn: st.put(txn, st.URLS, pack(url_id), record))
+        await self.write(lambda txn: st.put(txn, st.URLS, pack(url_id), record))
         return dict(config)
 
     async def delete_function_url_config(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -131,7 +131,7 @@ class UrlsMixin(LambdaBase):
                 doc.get("urls", {}).pop(record["qualifier"], None)
                 st.put(txn, st.FUNCTIONS, key, doc)
 
-        await self.app.store.write(write)
+        await self.write(write)
         return {}
 
     async def list_function_url_configs(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:

@@ -61,7 +61,7 @@ class VersionsMixin(LambdaBase):
             st.put(txn, st.VERSIONS, st.version_key(region, name, number), version)
             return version
 
-        version = await self.app.store.write(write)
+        version = await self.write(write)
         if version is None:
             raise function_not_found(region, self.account, name)
         return version
@@ -135,7 +135,7 @@ class VersionsMixin(LambdaBase):
             self._check_routing(txn, ref.region, ref.name, alias["FunctionVersion"], params.get("RoutingConfig"))
             return txn.insert(st.ALIASES, st.alias_key(ref.region, ref.name, alias_name), st.dumps(alias))
 
-        if not await self.app.store.write(create):
+        if not await self.write(create):
             raise conflict(f"Alias already exists: {alias['AliasArn']}")
         return alias
 
@@ -187,13 +187,13 @@ class VersionsMixin(LambdaBase):
             st.put(txn, st.ALIASES, key, alias)
             return alias
 
-        result: dict[str, Any] = await self.app.store.write(update)
+        result: dict[str, Any] = await self.write(update)
         return result
 
     async def delete_alias(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         ref = self.ref(ctx, {"FunctionName": params["FunctionName"]})
         key = st.alias_key(ref.region, ref.name, params["Name"])
-        await self.app.store.write(lambda txn: txn.delete(st.ALIASES, key))
+        await self.write(lambda txn: txn.delete(st.ALIASES, key))
         return {}
 
 
