@@ -1,7 +1,7 @@
 """The console in a real browser: Debian's chromium driven by playwright.
 
-Neither is a nubes dependency, so the test skips when they are missing:
-``apt-get install -y chromium`` and ``pip install playwright``.
+playwright is a test dependency; chromium comes from Debian (``apt-get install -y
+chromium``, which ``.ci/run`` does), and without it these tests skip, saying so.
 """
 
 from __future__ import annotations
