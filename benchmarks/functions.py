@@ -15,6 +15,10 @@ because this machine is noisy (about 90 s in all; ``--quick`` about 35 s):
    IPC floor every invocation pays). The difference to 1. is what the gateway and the
    Lambda service add.
 
+``--warm-only [--against OTHER/src]`` measures only the warm numbers (about 15 s), and
+with ``--against`` another checkout in the same run, alternating: the way to tell
+whether a change to the invoke path helps on a noisy machine.
+
 ``benchmarks.functions_profile`` shows where a warm HTTP invoke spends its time.
 """
 
@@ -232,8 +236,20 @@ def main() -> None:
     parser.add_argument(
         "--skip-direct", action="store_true", help="skip the in-process runtime manager runs"
     )
+    parser.add_argument(
+        "--warm-only", action="store_true",
+        help="only warm latency, 16-client throughput and server CPU over HTTP (with the bare echo)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--against", metavar="SRC",
+        help="with --warm-only: also measure another checkout's src directory in the same run",
+    )  # fmt: skip
     args = parser.parse_args()
     began = time.perf_counter()
+    if args.warm_only:
+        functions_suite.warm_suite(args.quick, emit, args.against)
+        emit("benchmark_wall_time", time.perf_counter() - began, "s", None)
+        return
     functions_suite.http_suite(args.quick, not args.skip_ministack, emit)
     if not args.skip_direct and not args.quick:
         asyncio.run(direct_suite(args.quick))

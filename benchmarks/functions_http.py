@@ -85,14 +85,15 @@ class Target:
         )  # fmt: skip
 
 
-def start_nubes(data_dir: Path, keepalive: float) -> Target:
+def start_nubes(data_dir: Path, keepalive: float, src: str | None = None) -> Target:
     """``nubes up`` on a free port with a short function keep-alive.
 
-    ``NUBES_BENCH_SRC`` (a ``src`` directory) runs another checkout, e.g. exactly HEAD.
+    ``src`` (a ``src`` directory; default ``NUBES_BENCH_SRC``) runs another checkout,
+    e.g. exactly HEAD.
     """
     port = harness.free_port()
     env = {"NUBES_LAMBDA_KEEPALIVE": str(keepalive)}
-    if src := os.environ.get("NUBES_BENCH_SRC"):
+    if src := src or os.environ.get("NUBES_BENCH_SRC"):
         env["PYTHONPATH"] = src
     cmd = [harness.PYTHON, "-m", "nubes", "up", "--port", str(port), "--data-dir", str(data_dir)]
     return Target(
