@@ -3,7 +3,9 @@
 A URL is served at ``http://{url_id}.lambda-url.{region}.localhost:{port}/...`` and,
 for clients that cannot resolve that name, at
 ``{endpoint}/_nubes/lambda-url/{url_id}/...``. ``AuthType=AWS_IAM`` URLs require a
-SigV4 ``Authorization`` header (its presence is checked, not its signature).
+valid SigV4 signature (header or presigned query), verified by the gateway's own
+:class:`~nubes.gateway.auth.Authenticator`: no signature is 403 ``Forbidden``, a bad
+one gets AWS's 403 with the signature error (``InvalidSignatureException`` ...).
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ import string
 import time
 import uuid
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 import orjson
 
 from nubes.aws.errors import AwsError
-from nubes.aws.protocol.types import WireResponse
+from nubes.aws.protocol.types import WireRequest, WireResponse
+from nubes.gateway.auth import REVOKED_TOPIC, Authenticator
 from nubes.services.base import HttpRequest, RequestContext
 from nubes.services.lambda_ import store as st
 from nubes.services.lambda_.common import LambdaBase
@@ -54,6 +57,36 @@ def _json(status: int, doc: Any, headers: dict[str, str] | None = None) -> WireR
 
 class UrlsMixin(LambdaBase):
     """Create/Get/Update/Delete/ListFunctionUrlConfigs and the URL endpoint itself."""
+
+    _url_auth: Authenticator | None = None
+
+    def _authenticator(self) -> Authenticator:
+        """The gateway's verifier (static keys, then STS credentials), made on first use."""
+        if self._url_auth is None:
+            auth = self._url_auth = Authenticator(dict(self.app.settings.credentials), lambda: self.app.store)
+            self.app.bus.subscribe(REVOKED_TOPIC, lambda key: auth.forget(str(key)))
+        return self._url_auth
+
+    async def _iam_caller(self, request: HttpRequest) -> str | WireResponse:
+        """An ``AWS_IAM`` URL's caller (its access key id), or the 403 AWS answers with."""
+        raw_query = request.query_string.decode("latin-1")
+        query: dict[str, list[str]] = {}
+        for key, value in parse_qsl(raw_query, keep_blank_values=True):
+            query.setdefault(key, []).append(value)
+        wire = WireRequest(request.method, request.path, query, dict(request.headers), request.body)
+        spellings = _path_spellings(request.path)
+        for i, path in enumerate(spellings):
+            try:
+                access_key = await self._authenticator().verify(wire, path, raw_query, "rest-json", s3=False)
+            except AwsError as err:
+                if err.code == "InvalidSignatureException" and i + 1 < len(spellings):
+                    continue  # the client may have sent the path escaped another way
+                return WireResponse(err.status or 403, {"Content-Type": "application/json", "x-amzn-ErrorType": err.code},
+                                    orjson.dumps({"message": err.message}))  # fmt: skip
+            if access_key is None:
+                break
+            return access_key
+        return _json(403, {"Message": "Forbidden"})
 
     def _url(self, url_id: str, region: str) -> str:
         return f"http://{url_id}.lambda-url.{region}.localhost:{self.app.settings.port}/"
@@ -158,10 +191,21 @@ class UrlsMixin(LambdaBase):
         cors = _cors_headers(config.get("Cors"), request)
         if request.method == "OPTIONS" and config.get("Cors"):
             return WireResponse(200, cors, b"")
-        if config["AuthType"] == "AWS_IAM" and not request.headers.get("authorization"):
-            return _json(403, {"Message": "Forbidden"})
+        caller: str | None = None
+        if config["AuthType"] == "AWS_IAM":
+            verified = await self._iam_caller(request)
+            if isinstance(verified, WireResponse):
+                verified.headers.update(cors)
+                return verified
+            caller = verified
         request_id = str(uuid.uuid4())
         event = url_event(request, path or "/", url_id, request_id)
+        if caller is not None:
+            account = self.account
+            event["requestContext"]["accountId"] = account
+            event["requestContext"]["authorizer"] = {"iam": {
+                "accessKey": caller, "accountId": account, "callerId": caller, "cognitoIdentity": None,
+                "principalOrgId": None, "userArn": f"arn:aws:iam::{account}:root", "userId": caller}}  # fmt: skip
         try:
             result, _ = await self.invoke_function(
                 record["region"], record["name"], None if record["qualifier"] == LATEST else record["qualifier"],
@@ -178,6 +222,17 @@ class UrlsMixin(LambdaBase):
         response.headers["x-amzn-RequestId"] = request_id
         return response
 
+
+
+def _path_spellings(path: str) -> list[str]:
+    """The ways a client may have sent a (decoded) path, most common first: what
+    ``requests``/``urllib3`` send (sub-delimiters as they are), then as decoded, then
+    every reserved character escaped. The router only keeps the decoded path."""
+    out: list[str] = []
+    for spelling in (quote(path, safe="/~!$&'()*+,;=:@"), path, quote(path, safe="/~")):
+        if spelling not in out:
+            out.append(spelling)
+    return out
 
 
 def url_event(request: HttpRequest, path: str, url_id: str, request_id: str) -> dict[str, Any]:
