@@ -16,7 +16,11 @@ from nubes.services.sns.messages import (
     check_attributes,
     check_message,
     message_for,
+    notification,
+    notification_to_sign,
+    signature_key,
 )
+from nubes.services.sns.models import Subscription
 from nubes.services.sns.signing import Signer, string_to_sign
 
 
@@ -134,3 +138,39 @@ def test_settle_rewrites_pending_subscriptions(tmp_path: Path) -> None:
             await store.close()
 
     asyncio.run(main())
+
+
+_SIGNED = ("Type", "MessageId", "TopicArn", "Subject", "Message", "Timestamp")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"subject": "s"}, {"structure": "json", "message": '{"default": "d", "sqs": "q"}'}],
+)
+@pytest.mark.parametrize("protocol", ["sqs", "lambda", "http"])
+def test_signature_made_ahead_is_the_one_notifications_carry(
+    tmp_path: Path, extra: dict[str, str], protocol: str
+) -> None:
+    """The delivery worker signs a pass's messages in a thread before it builds the
+    notifications: what it signs and the cache key it files the signature under must be
+    exactly what ``notification`` signs and looks up, for every protocol and variant."""
+    signer = Signer(tmp_path)
+    message = {"id": "m-1", "topic": "arn:aws:sns:us-east-1:000000000000:t", "message": "hello",
+               "ts": "2026-01-01T00:00:00.000Z", "endpoint": "http://127.0.0.1:4566", **extra}  # fmt: skip
+    sub = Subscription(arn=f"{message['topic']}:abc", topic_arn=message["topic"], protocol=protocol,
+                       endpoint="arn:aws:sqs:us-east-1:000000000000:q", owner="000000000000")  # fmt: skip
+    text = notification_to_sign(message, protocol)
+    signature = signer.sign_texts([(text, "2")])[0]
+    # RSA PKCS#1 v1.5 is deterministic, so a marker proves the cached entry is used
+    signer.remember("2", signature_key(message, protocol), "made-ahead")
+    for lambda_style in (False, True):
+        doc = notification(message, sub, signer, "2", lambda_style=lambda_style)
+        assert doc["Signature"] == "made-ahead"
+        assert string_to_sign({k: doc[k] for k in _SIGNED if k in doc}) == text
+    key = x509.load_pem_x509_certificate(signer.certificate_pem()).public_key()
+    assert isinstance(key, rsa.RSAPublicKey)
+    key.verify(base64.b64decode(signature), text.encode(), padding.PKCS1v15(), hashes.SHA256())
+    # another protocol's variant of a MessageStructure json message is signed on its own
+    if "structure" in extra:
+        other = "http" if protocol != "http" else "sqs"
+        assert signer.cached("2", signature_key(message, other)) is None

@@ -16,7 +16,7 @@ import orjson
 from nubes.aws.errors import AwsError
 from nubes.events.patterns import CompiledPattern, PatternError
 from nubes.services.sns.models import MAX_MESSAGE_BYTES, Subscription, invalid, invalid_value
-from nubes.services.sns.signing import CERT_PATH, Signer
+from nubes.services.sns.signing import CERT_PATH, Signer, string_to_sign
 
 _DATA_TYPE = re.compile(r"^(String\.Array|String|Number|Binary)(\..+)?$", re.DOTALL)
 _ATTRIBUTE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,256}$")
@@ -205,6 +205,21 @@ def subscribe_url(endpoint: str, topic_arn: str, token: str) -> str:
     return f"{endpoint}/_nubes/sns/confirm?TopicArn={quote(topic_arn, safe='')}&Token={token}"
 
 
+def signature_key(message: dict[str, Any], protocol: str) -> tuple[str, str]:
+    """What a notification's signature depends on besides its SignatureVersion: the
+    message, and the protocol only when MessageStructure json gives it its own text."""
+    return message["id"], protocol if message.get("structure") == "json" else ""
+
+
+def notification_to_sign(message: dict[str, Any], protocol: str) -> str:
+    """The string a notification's signature covers (see ``notification``), so the
+    signature can be made ahead of it."""
+    doc: dict[str, Any] = {"Type": "Notification", "MessageId": message["id"],
+                           "TopicArn": message["topic"], "Subject": message.get("subject"),
+                           "Message": message_for(message, protocol), "Timestamp": message["ts"]}  # fmt: skip
+    return string_to_sign(doc)
+
+
 def notification(
     message: dict[str, Any],
     subscription: Subscription,
@@ -225,8 +240,9 @@ def notification(
     doc["Timestamp"] = message["ts"]
     doc["SignatureVersion"] = version
     # the signed fields are the same for every subscriber of this message
-    variant = subscription.protocol if message.get("structure") == "json" else ""
-    doc["Signature"] = signer.sign(doc, version, cache_key=(message["id"], variant, lambda_style))
+    doc["Signature"] = signer.sign(
+        doc, version, cache_key=signature_key(message, subscription.protocol)
+    )
     cert, unsub = endpoint + CERT_PATH, unsubscribe_url(endpoint, subscription.arn)
     if lambda_style:
         doc["SigningCertUrl"], doc["UnsubscribeUrl"] = cert, unsub
