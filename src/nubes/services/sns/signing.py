@@ -95,16 +95,15 @@ class Signer:
         message gets the same signature: it is computed once (RSA costs ~0.3 ms) and
         remembered for the next few thousand messages."""
         # the caller's key (message id and variant) spares building the string to sign
-        key: Hashable = (version, cache_key) if cache_key is not None else None
-        if key is not None and (hit := self._signatures.get(key)) is not None:
+        if cache_key is not None and (hit := self.cached(version, cache_key)) is not None:
             return hit
         text = string_to_sign(message)
-        if key is None:
-            key = (version, text)
-            if (hit := self._signatures.get(key)) is not None:
+        if cache_key is None:
+            cache_key = text
+            if (hit := self.cached(version, cache_key)) is not None:
                 return hit
         signature = self.sign_text(text, version)
-        self.remember(version, key[1], signature)
+        self.remember(version, cache_key, signature)
         return signature
 
     def cached(self, version: str, cache_key: Hashable) -> str | None:
