@@ -1,51 +1,43 @@
-"""botocore's service models, loaded once, and the indexes the gateway routes by.
+"""botocore's service models, loaded on first use, and the indexes the gateway routes by.
 
 Everything about the wire that the models say (protocols, target prefixes,
 signing names, REST routes, error statuses) is read from them here; nothing
-else in nubes hard-codes a service's wire details.
+else in nubes hard-codes a service's wire details. Start-up reads only each
+served model's metadata (:mod:`nubes.aws.facts`); a service's full model and
+index are built on its first request.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from botocore.loaders import Loader
 from botocore.model import OperationModel, ServiceModel, Shape, StructureShape
 
-_LOADER = Loader()
-
-#: protocols nubes parses and serializes, in botocore's order of preference (other
-#: SDKs may pick another listed protocol: requests are answered in their own)
-SUPPORTED_PROTOCOLS = ("json", "rest-json", "rest-xml", "smithy-rpc-v2-cbor", "query")
-#: botocore.utils.PRIORITY_ORDERED_SUPPORTED_PROTOCOLS
-_BOTOCORE_PRIORITY = ("json", "rest-json", "rest-xml", "smithy-rpc-v2-cbor", "query")
+from nubes.aws.facts import LOADER, ServiceFacts, facts_from_metadata, service_facts
 
 
 @cache
 def service_model(name: str) -> ServiceModel:
     """The botocore model of a service (``ssm``, ``s3``, ...)."""
-    data = _LOADER.load_service_model(name, "service-2")
+    data = LOADER.load_service_model(name, "service-2")
     return ServiceModel(data, service_name=name)
 
 
 def client_protocol(model: ServiceModel) -> str:
     """The protocol botocore's client uses for this model (first supported one)."""
-    protocols = model.metadata.get("protocols") or [model.metadata["protocol"]]
-    # botocore walks its own priority order (json first), not the model's list order:
-    # for cloudwatch (["smithy-rpc-v2-cbor", "json", "query"]) it sends JSON
-    for proto in _BOTOCORE_PRIORITY:
-        if proto in protocols and proto in SUPPORTED_PROTOCOLS:
-            return proto
-    return str(model.metadata["protocol"])
+    return _facts_of(model).protocol
 
 
 def signing_name(model: ServiceModel) -> str:
-    meta = model.metadata
-    return str(meta.get("signingName") or meta.get("endpointPrefix") or model.service_name)
+    return _facts_of(model).signing_name
+
+
+def _facts_of(model: ServiceModel) -> ServiceFacts:
+    return facts_from_metadata(model.service_name, model.metadata)
 
 
 @dataclass
@@ -229,21 +221,22 @@ def _unsigned(model: ServiceModel) -> frozenset[str]:
 
 @cache
 def service_index(name: str) -> ServiceIndex:
-    """Routing facts of a model, computed once."""
+    """Routing facts of a model, computed once (on the service's first request)."""
     model = service_model(name)
+    facts = _facts_of(model)
     index = ServiceIndex(
         name=name,
         model=model,
-        protocol=client_protocol(model),
-        signing_name=signing_name(model),
-        target_prefix=model.metadata.get("targetPrefix"),
+        protocol=facts.protocol,
+        signing_name=facts.signing_name,
+        target_prefix=facts.target_prefix,
         error_status=_error_statuses(model),
         unsigned_operations=_unsigned(model),
-        query_compatible="awsQueryCompatible" in model.metadata,
+        query_compatible=facts.query_compatible,
         operation_names=frozenset(model.operation_names),
-        protocols=tuple(model.metadata.get("protocols") or [model.metadata["protocol"]]),
+        protocols=facts.protocols,
     )
-    if index.protocol in ("rest-json", "rest-xml"):
+    if facts.rest:
         for op_name in model.operation_names:
             route = _compile_uri(model.operation_model(op_name))
             index.rest_routes.setdefault(route.method, []).append(route)
@@ -252,34 +245,46 @@ def service_index(name: str) -> ServiceIndex:
 
 @dataclass
 class Catalog:
-    """Indexes across the served models, for routing a request to its model."""
+    """What routes a request to its model, across the served models.
 
-    by_name: dict[str, ServiceIndex]
-    by_signing_name: dict[str, list[ServiceIndex]]
-    by_target_prefix: dict[str, ServiceIndex]
-    #: query-protocol action name → models that have it (for unsigned requests)
-    by_query_action: dict[str, list[ServiceIndex]]
+    Built from each model's metadata only; :meth:`index` loads a model when a
+    request first needs it.
+    """
+
+    by_name: dict[str, ServiceFacts]
+    by_signing_name: dict[str, list[ServiceFacts]]
+    by_target_prefix: dict[str, ServiceFacts]
     #: ``X-Amz-Target`` → its route (``nubes.gateway.routing.Route``), filled as
     #: targets are first resolved: the route of a target never changes
     target_routes: dict[str, Any] = field(default_factory=dict)
 
+    def index(self, facts: ServiceFacts) -> ServiceIndex:
+        """The full index (and model) of a served service, loaded on first use."""
+        return service_index(facts.name)
+
+    def query_action_candidates(self, action: str) -> Iterator[ServiceIndex]:
+        """Query-protocol models that have the operation ``action``, in name order,
+        for an unsigned form post (loads the query models, on the first such request)."""
+        for facts in self.by_name.values():
+            if facts.protocol != "query":
+                continue
+            index = self.index(facts)
+            if action in index.operation_names:
+                yield index
+
 
 def build_catalog(models: Iterable[str]) -> Catalog:
-    """Routing indexes over ``models``."""
-    by_name: dict[str, ServiceIndex] = {}
-    by_signing: dict[str, list[ServiceIndex]] = {}
-    by_target: dict[str, ServiceIndex] = {}
-    by_action: dict[str, list[ServiceIndex]] = {}
+    """Routing indexes over ``models``, from their metadata alone."""
+    by_name: dict[str, ServiceFacts] = {}
+    by_signing: dict[str, list[ServiceFacts]] = {}
+    by_target: dict[str, ServiceFacts] = {}
     for name in sorted(models):
-        idx = service_index(name)
-        by_name[name] = idx
-        by_signing.setdefault(idx.signing_name, []).append(idx)
-        if idx.target_prefix:
-            by_target[idx.target_prefix] = idx
-        if idx.protocol == "query":
-            for op in idx.model.operation_names:
-                by_action.setdefault(op, []).append(idx)
-    return Catalog(by_name, by_signing, by_target, by_action)
+        facts = service_facts(name)
+        by_name[name] = facts
+        by_signing.setdefault(facts.signing_name, []).append(facts)
+        if facts.target_prefix:
+            by_target[facts.target_prefix] = facts
+    return Catalog(by_name, by_signing, by_target)
 
 
 def input_shape(op: OperationModel) -> StructureShape | None:

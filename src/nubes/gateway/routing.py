@@ -3,6 +3,9 @@
 Order: ``X-Amz-Target`` (JSON protocols), ``/service/<name>/operation/<op>``
 (RPCv2 CBOR), the SigV4 credential scope's service plus ``Action`` (query) or
 the REST route table, and for unsigned requests the ``Action`` name or S3.
+
+The catalog knows each service by its metadata only; a service's model is
+loaded when routing first picks it (or, for REST, first needs its routes).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from dataclasses import dataclass
 from botocore.model import OperationModel
 
 from nubes.aws.errors import AwsError
+from nubes.aws.facts import ServiceFacts
 from nubes.aws.protocol.types import WireRequest
 from nubes.aws.spec import Catalog, ServiceIndex
 
@@ -54,9 +58,10 @@ def _by_target(catalog: Catalog, target: str) -> Route:
 
 def _resolve_target(catalog: Catalog, target: str) -> Route:
     prefix, _, name = target.rpartition(".")
-    index = catalog.by_target_prefix.get(prefix)
-    if index is None:
+    facts = catalog.by_target_prefix.get(prefix)
+    if facts is None:
         raise AwsError("UnknownOperationException", f"Unknown target {target}", 400)
+    index = catalog.index(facts)
     protocol = "json" if "json" in index.protocols else index.protocol
     return Route(index, _operation(index, name), protocol=protocol)
 
@@ -65,26 +70,29 @@ def _by_rpcv2(catalog: Catalog, path: str) -> Route:
     parts = path.strip("/").split("/")
     if len(parts) != 4 or parts[0] != "service" or parts[2] != "operation":
         raise AwsError("UnknownOperationException", f"Unknown RPC path {path}", 404)
-    index = catalog.by_target_prefix.get(parts[1])
-    if index is None:
+    facts = catalog.by_target_prefix.get(parts[1])
+    if facts is None:
         raise AwsError("UnknownOperationException", f"Unknown service {parts[1]}", 404)
+    index = catalog.index(facts)
     return Route(index, _operation(index, parts[3]), protocol="smithy-rpc-v2-cbor")
 
 
-def _by_action(candidates: list[ServiceIndex], form: dict[str, str]) -> Route:
+def _by_action(catalog: Catalog, candidates: list[ServiceFacts], form: dict[str, str]) -> Route:
     action = form.pop("Action")
     form.pop("Version", None)
-    for index in candidates:
-        if "query" in index.protocols or index.query_compatible:
+    for facts in candidates:
+        if facts.speaks_query:
+            index = catalog.index(facts)
             return Route(index, _operation(index, action), form=form)
     raise AwsError("InvalidAction", f"The action {action} is not valid for this web service.", 400)
 
 
-def _by_rest(candidates: list[ServiceIndex], request: WireRequest) -> Route | None:
+def _by_rest(catalog: Catalog, candidates: list[ServiceFacts], request: WireRequest) -> Route | None:
     best: tuple[tuple[int, int, int, int], Route] | None = None
-    for index in candidates:
-        if not index.rest_routes:
+    for facts in candidates:
+        if not facts.rest:
             continue
+        index = catalog.index(facts)
         found = index.match_rest(request.method, request.path, request.query, request.headers)
         if found is None:
             continue
@@ -110,10 +118,12 @@ def resolve(
         if signing_service is not None and signing_service in catalog.by_signing_name:
             candidates = catalog.by_signing_name[signing_service]
         else:
-            candidates = catalog.by_query_action.get(form["Action"], [])
+            # unsigned: the first query-protocol model that has the action
+            unsigned = next(catalog.query_action_candidates(form["Action"]), None)
+            candidates = [catalog.by_name[unsigned.name]] if unsigned is not None else []
         if not candidates:
             raise AwsError("InvalidAction", f"The action {form['Action']} is not valid for this web service.", 400)
-        return _by_action(candidates, form)
+        return _by_action(catalog, candidates, form)
     if signing_service is not None:
         candidates = catalog.by_signing_name.get(signing_service) or []
         if not candidates:
@@ -123,7 +133,7 @@ def resolve(
     else:
         s3 = catalog.by_name.get("s3")
         candidates = [s3] if s3 is not None else []
-    route = _by_rest(candidates, request)
+    route = _by_rest(catalog, candidates, request)
     if route is None:
         names = ", ".join(i.name for i in candidates) or "any service"
         raise AwsError(
