@@ -130,8 +130,20 @@ class ApiStore:
 
 def page(items: list[Any], params: dict[str, Any], key: str, *, size_key: str = "MaxResults",
          token_key: str = "NextToken", out_token: str | None = None) -> dict[str, Any]:  # fmt: skip
-    size = int(params.get(size_key) or 500)
-    start = int(params[token_key]) if str(params.get(token_key, "")).isdigit() else 0
+    raw_size = params.get(size_key)
+    if raw_size is None or raw_size == "":
+        size = 500
+    elif str(raw_size).isdigit() and int(raw_size) > 0:  # v2 models MaxResults as a string
+        size = int(raw_size)
+    else:
+        raise AwsError("BadRequestException", f"Invalid {size_key}: {raw_size}", 400)
+    token = params.get(token_key)
+    if token is None or token == "":
+        start = 0
+    elif str(token).isdigit():
+        start = int(token)
+    else:
+        raise AwsError("BadRequestException", f"Invalid pagination token: {token}", 400)
     out: dict[str, Any] = {key: items[start : start + size]}
     if start + size < len(items):
         out[out_token or token_key] = str(start + size)

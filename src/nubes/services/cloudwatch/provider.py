@@ -210,8 +210,10 @@ class CloudWatchProvider(AlarmsMixin):
         offset = 0
         if params.get("NextToken"):
             try:
-                offset = int(orjson.loads(base64.b64decode(params["NextToken"])))
-            except (ValueError, orjson.JSONDecodeError):
+                offset = orjson.loads(base64.b64decode(params["NextToken"]))
+                if type(offset) is not int or offset < 0:
+                    raise ValueError(offset)
+            except ValueError:  # bad base64, bad JSON (a ValueError too), not an offset
                 raise m.cw_error("InvalidNextToken", "The service couldn't process your request because "
                                  "the NextToken is invalid.") from None  # fmt: skip
         out: dict[str, Any] = {"Metrics": wanted[offset : offset + _LIST_PAGE]}
