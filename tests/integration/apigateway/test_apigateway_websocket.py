@@ -9,6 +9,7 @@ import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import pytest
 from botocore.auth import SigV4Auth
@@ -101,7 +102,7 @@ def test_stage_url_management_api_works_signed(nubes: NubesServer, socket: tuple
 @pytest.mark.parametrize("method", ["POST", "GET", "DELETE"])
 def test_stage_url_management_api_refuses_unsigned(nubes: NubesServer, socket: tuple[str, ClientConnection, str], method: str) -> None:
     api_id, ws, connection_id = socket
-    url = f"{nubes.endpoint}/_nubes/execute-api/{api_id}/live/@connections/{connection_id}"
+    url = f"{nubes.endpoint}/_nubes/execute-api/{api_id}/live/@connections/{quote(connection_id, safe='')}"
     status, headers, body = _call(url, method, b"sneaky" if method == "POST" else None)
     assert (status, json.loads(body)) == (403, {"message": "Missing Authentication Token"})
     assert headers["x-amzn-errortype"] == "MissingAuthenticationTokenException"
@@ -112,7 +113,7 @@ def test_stage_url_management_api_refuses_unsigned(nubes: NubesServer, socket: t
 
 def test_stage_url_management_api_refuses_bad_signatures(nubes: NubesServer, socket: tuple[str, ClientConnection, str]) -> None:
     api_id, ws, connection_id = socket
-    url = f"{nubes.endpoint}/_nubes/execute-api/{api_id}/live/@connections/{connection_id}"
+    url = f"{nubes.endpoint}/_nubes/execute-api/{api_id}/live/@connections/{quote(connection_id, safe='')}"
     wrong_secret = _signed(url, "POST", b"x", secret="not-the-secret")
     status, headers, body = _call(url, "POST", b"x", wrong_secret)
     assert status == 403 and json.loads(body)["message"].startswith(_MISMATCH)
@@ -139,7 +140,7 @@ def test_api_host_url_management_api_checks_signatures(nubes: NubesServer, socke
     api_id, ws, connection_id = socket
     host = f"{api_id}.execute-api.localhost:{nubes.port}"
     base = f"http://127.0.0.1:{nubes.port}/live/@connections/"
-    url = base + connection_id.replace("+", "%2B").replace("/", "%2F")
+    url = base + quote(connection_id, safe="")
     assert _call(url, "POST", b"x", {"host": host})[0] == 403
     assert _call(url, "POST", b"x", {**_signed(url, "POST", b"x", host=host, secret="nope"), "host": host})[0] == 403
     status, _, _ = _call(url, "POST", b"by-host", {**_signed(url, "POST", b"by-host", host=host), "host": host})
