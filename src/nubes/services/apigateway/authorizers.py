@@ -6,10 +6,9 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-import jwt
 import orjson
 
 from nubes.app import App
@@ -17,6 +16,9 @@ from nubes.aws.errors import AwsError
 from nubes.aws.protocol.types import WireRequest
 from nubes.gateway.auth import Authenticator
 from nubes.services.apigateway.payloads import Incoming, event_v1, event_v2
+
+if TYPE_CHECKING:
+    import jwt
 
 
 class Denied(Exception):
@@ -87,6 +89,8 @@ class Authorizers:
     # -- JWT ------------------------------------------------------------------------
 
     async def _jwk_key(self, issuer: str, token: str) -> Any:
+        import jwt  # JWT/Cognito authorizers only: PyJWT and cryptography are slow to import
+
         client = self._jwks.get(issuer)
         if client is None:
             client = jwt.PyJWKClient(issuer.rstrip("/") + "/.well-known/jwks.json", cache_keys=True, lifespan=3600)
@@ -98,6 +102,8 @@ class Authorizers:
 
     async def jwt(self, authorizer: dict[str, Any], scopes: list[str], req: Incoming) -> dict[str, Any]:
         """Validate a JWT (HTTP APIs); the ``authorizer`` entry of the event."""
+        import jwt
+
         sources = authorizer.get("IdentitySource") or ["$request.header.Authorization"]
         raw = identity_value(sources[0], req)
         if not raw:
@@ -126,6 +132,8 @@ class Authorizers:
     # -- Cognito (REST) -----------------------------------------------------------------
 
     async def cognito(self, authorizer: dict[str, Any], req: Incoming, scopes: list[str]) -> dict[str, Any]:
+        import jwt
+
         source = authorizer.get("identitySource") or "method.request.header.Authorization"
         token = identity_value(source, req)
         if not token:

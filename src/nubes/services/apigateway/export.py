@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-import yaml
 
 from nubes.aws.errors import AwsError
 from nubes.services.apigateway.store import ApiStore, not_found
@@ -140,6 +139,8 @@ def http_document(api: dict[str, Any], extensions: bool) -> dict[str, Any]:
 
 def _serialize(doc: dict[str, Any], yaml_out: bool) -> bytes:
     if yaml_out:
+        import yaml  # only YAML exports need it (and it is slow to import)
+
         return yaml.safe_dump(doc, sort_keys=False).encode()
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2)
 

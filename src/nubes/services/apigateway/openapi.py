@@ -11,7 +11,6 @@ import copy
 from typing import Any
 
 import orjson
-import yaml
 
 from nubes.aws.errors import AwsError
 from nubes.services.apigateway.store import new_id, now
@@ -35,6 +34,8 @@ def load_document(body: bytes | str | None) -> dict[str, Any]:
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError:
+        import yaml  # only YAML documents need it (and it is slow to import)
+
         try:
             doc = yaml.safe_load(raw)
         except yaml.YAMLError as exc:

@@ -14,6 +14,8 @@ import orjson
 
 from nubes.aws.protocol.types import WireResponse
 
+#: the largest request body API Gateway accepts (10 MB)
+MAX_PAYLOAD = 10 * 1024 * 1024
 _TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript",
                "application/x-www-form-urlencoded", "application/graphql", "+json", "+xml")  # fmt: skip
 

@@ -2,15 +2,19 @@
 
 Operations that both generations have (CreateStage, CreateDeployment,
 CreateAuthorizer, ...) arrive with ``ctx.service`` telling which model they
-belong to and are handed to that generation's implementation."""
+belong to and are handed to that generation's implementation.
+
+Importing this module is cheap (every service is imported when nubes starts):
+the control-plane classes, the data-plane servers and what they need (OpenAPI
+and YAML, Velocity templates, JWT) are imported when first used."""
 
 from __future__ import annotations
 
-import inspect
 import re
 import time
 import uuid
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import orjson
@@ -18,23 +22,25 @@ import orjson
 from nubes.app import App
 from nubes.aws.errors import not_implemented
 from nubes.aws.protocol.types import WireResponse
-from nubes.gateway.websocket import WebSocket
-from nubes.services.apigateway.authorizers import Authorizers, Denied
-from nubes.services.apigateway.export import Exports
-from nubes.services.apigateway.http_api import HttpApiServer
-from nubes.services.apigateway.openapi_http import HttpApiImports
-from nubes.services.apigateway.payloads import Incoming, json_response
-from nubes.services.apigateway.rest_api import RestApiServer
+from nubes.services.apigateway.operations import OPERATIONS
+from nubes.services.apigateway.payloads import MAX_PAYLOAD, Incoming, json_response
 from nubes.services.apigateway.store import ApiStore
-from nubes.services.apigateway.tags import TagsV1, TagsV2
 from nubes.services.apigateway.telemetry import Outcome, Telemetry
-from nubes.services.apigateway.usage import UsagePlans
-from nubes.services.apigateway.v1 import RestApis
-from nubes.services.apigateway.v1_more import RestApiExtras
-from nubes.services.apigateway.v2 import HttpApis
-from nubes.services.apigateway.validation import MAX_PAYLOAD
-from nubes.services.apigateway.websockets import WebSocketServer
 from nubes.services.base import HttpRequest, Provider, RequestContext
+
+if TYPE_CHECKING:
+    from nubes.gateway.websocket import WebSocket
+    from nubes.services.apigateway.authorizers import Authorizers
+    from nubes.services.apigateway.export import Exports
+    from nubes.services.apigateway.http_api import HttpApiServer
+    from nubes.services.apigateway.openapi_http import HttpApiImports
+    from nubes.services.apigateway.rest_api import RestApiServer
+    from nubes.services.apigateway.tags import TagsV1, TagsV2
+    from nubes.services.apigateway.usage import UsagePlans
+    from nubes.services.apigateway.v1 import RestApis
+    from nubes.services.apigateway.v1_more import RestApiExtras
+    from nubes.services.apigateway.v2 import HttpApis
+    from nubes.services.apigateway.websockets import WebSocketServer
 
 
 class ApiGatewayProvider(Provider):
@@ -43,20 +49,84 @@ class ApiGatewayProvider(Provider):
     def __init__(self, app: App) -> None:
         super().__init__(app)
         self.apis = ApiStore(app)
-        self.v1 = RestApis(self.apis)
-        self.v2 = HttpApis(self.apis)
-        self.usage = UsagePlans(app)
-        self.v1x = RestApiExtras(self.apis)
-        self.tags1 = TagsV1(self.apis)
-        self.tags2 = TagsV2(self.apis)
-        self.v2x = HttpApiImports(self.apis, self.v2)
         self.telemetry = Telemetry(app)
-        self.exports = Exports(self.apis)
-        self.authorizers = Authorizers(app)
-        self.http = HttpApiServer(app, self.authorizers)
-        self.rest = RestApiServer(app, self.authorizers)
-        self.ws = WebSocketServer(app, self.authorizers, self.telemetry)
         self._snapshots: dict[tuple[str, str], dict[str, Any]] = {}
+
+    # -- control planes (see operations.OPERATIONS), built on first use ----------------
+
+    @cached_property
+    def v1(self) -> RestApis:
+        from nubes.services.apigateway.v1 import RestApis
+
+        return RestApis(self.apis)
+
+    @cached_property
+    def v2(self) -> HttpApis:
+        from nubes.services.apigateway.v2 import HttpApis
+
+        return HttpApis(self.apis)
+
+    @cached_property
+    def usage(self) -> UsagePlans:
+        from nubes.services.apigateway.usage import UsagePlans
+
+        return UsagePlans(self.app)
+
+    @cached_property
+    def v1x(self) -> RestApiExtras:
+        from nubes.services.apigateway.v1_more import RestApiExtras
+
+        return RestApiExtras(self.apis)
+
+    @cached_property
+    def tags1(self) -> TagsV1:
+        from nubes.services.apigateway.tags import TagsV1
+
+        return TagsV1(self.apis)
+
+    @cached_property
+    def tags2(self) -> TagsV2:
+        from nubes.services.apigateway.tags import TagsV2
+
+        return TagsV2(self.apis)
+
+    @cached_property
+    def v2x(self) -> HttpApiImports:
+        from nubes.services.apigateway.openapi_http import HttpApiImports
+
+        return HttpApiImports(self.apis, self.v2)
+
+    @cached_property
+    def exports(self) -> Exports:
+        from nubes.services.apigateway.export import Exports
+
+        return Exports(self.apis)
+
+    # -- data plane, built on the first request -----------------------------------------
+
+    @cached_property
+    def authorizers(self) -> Authorizers:
+        from nubes.services.apigateway.authorizers import Authorizers
+
+        return Authorizers(self.app)
+
+    @cached_property
+    def http(self) -> HttpApiServer:
+        from nubes.services.apigateway.http_api import HttpApiServer
+
+        return HttpApiServer(self.app, self.authorizers)
+
+    @cached_property
+    def rest(self) -> RestApiServer:
+        from nubes.services.apigateway.rest_api import RestApiServer
+
+        return RestApiServer(self.app, self.authorizers)
+
+    @cached_property
+    def ws(self) -> WebSocketServer:
+        from nubes.services.apigateway.websockets import WebSocketServer
+
+        return WebSocketServer(self.app, self.authorizers, self.telemetry)
 
     # -- @connections (apigatewaymanagementapi) -------------------------------------
 
@@ -172,6 +242,8 @@ class ApiGatewayProvider(Provider):
         # SDKs' first (a literal "@", the id's "=" escaped)
         sent = (prefix + "/@connections/" + quote(connection_id, safe=""), quote(request.path, safe="/@=+:,;$&'()*!"),
                 quote(request.path))  # fmt: skip
+        from nubes.services.apigateway.authorizers import Denied
+
         try:
             await self.authorizers.iam(req, *sent)
         except Denied as denied:
@@ -208,33 +280,18 @@ def _error_message(response: WireResponse, body: bytes) -> str | None:
     return str(message) if message is not None else None
 
 
-_V1_PLANES = (("v1", RestApis), ("usage", UsagePlans), ("v1x", RestApiExtras), ("tags1", TagsV1), ("exports", Exports))
-_V2_PLANES = (("v2", HttpApis), ("tags2", TagsV2), ("v2x", HttpApiImports), ("exports", Exports))
+def _dispatch(name: str, implementations: tuple[tuple[str, str, str], ...]) -> Any:
+    by_generation = {generation: (plane, method) for generation, plane, method in implementations}
 
-
-def _planes() -> dict[str, dict[str, tuple[str, str]]]:
-    """Operation name -> generation ("v1"/"v2") -> (plane attribute, method name).
-    v2 methods named ``*_v2`` implement the operation of the same name without it."""
-    table: dict[str, dict[str, tuple[str, str]]] = {}
-    for generation, planes in (("v1", _V1_PLANES), ("v2", _V2_PLANES)):
-        for plane, cls in planes:
-            for name, member in vars(cls).items():
-                if name.startswith("_") or not inspect.iscoroutinefunction(member):
-                    continue
-                table.setdefault(name.removesuffix("_v2"), {})[generation] = (plane, name)
-    return table
-
-
-def _dispatch(name: str, implementations: dict[str, tuple[str, str]]) -> Any:
     async def method(self: ApiGatewayProvider, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        found = implementations.get("v2" if ctx.service == "apigatewayv2" else "v1")
+        found = by_generation.get("v2" if ctx.service == "apigatewayv2" else "v1")
         if found is None:
             raise not_implemented(ctx.service, ctx.operation)
         result: dict[str, Any] = await getattr(getattr(self, found[0]), found[1])(ctx, params)
         return result
 
     method.__name__ = name
-    method.__doc__ = f"{name} of API Gateway ({' and '.join(sorted(implementations))})."
+    method.__doc__ = f"{name} of API Gateway ({' and '.join(sorted(by_generation))})."
     return method
 
 
@@ -242,7 +299,7 @@ def _install() -> None:
     """Give the provider one method per operation of either control plane; a name
     both generations have (GetIntegration, CreateStage, ...) dispatches on
     ``ctx.service``."""
-    for name, implementations in _planes().items():
+    for name, implementations in OPERATIONS.items():
         if not hasattr(ApiGatewayProvider, name):
             setattr(ApiGatewayProvider, name, _dispatch(name, implementations))
 

@@ -12,8 +12,6 @@ import orjson
 from nubes.services.apigateway.payloads import Incoming, media_matches
 from nubes.services.apigateway.schema import validate
 
-MAX_PAYLOAD = 10 * 1024 * 1024
-
 
 def check_request(snapshot: dict[str, Any], method: dict[str, Any], req: Incoming) -> str | None:
     """AWS's 400 message when the method's validator refuses the request, else None."""
