@@ -36,6 +36,36 @@ def test_body_rules() -> None:
     assert err.value.code == "InvalidParameterValue"
 
 
+#: AWS's allowed set: #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF
+_VALID_EDGES = ["\t", "\n", "\r", " ", "~", "\x7f", "\x80", "\u00e9", "\ud7ff", "\ue000",
+                "\ufffd", "\U00010000", "\U0010ffff", "\uefbf"]  # fmt: skip
+_INVALID_EDGES = ["\x00", "\x08", "\x0b", "\x0c", "\x0e", "\x1f", "\ud800", "\udfff",
+                  "\ufffe", "\uffff"]  # fmt: skip
+
+
+@pytest.mark.parametrize("char", _VALID_EDGES)
+def test_body_valid_characters(char: str) -> None:
+    """Each edge of AWS's range is accepted, alone, inside ASCII and inside non-ASCII text,
+    and the body's UTF-8 bytes come back (the MD5 is taken of them)."""
+    for body in (char, f"abc{char}def", f"\u00e9{char}\U0001f600"):
+        assert check_body(body, 262144, 0) == body.encode()
+
+
+@pytest.mark.parametrize("char", _INVALID_EDGES)
+def test_body_invalid_characters(char: str) -> None:
+    for body in (char, f"abc{char}def", f"\u00e9{char}\U0001f600", "x" * 1000 + char):
+        with pytest.raises(AwsError) as err:
+            check_body(body, 262144, 0)
+        assert err.value.code == "InvalidMessageContents"
+
+
+def test_body_size_counts_utf8_bytes() -> None:
+    check_body("\u00e9" * 60, 120, 0)  # 120 bytes: at the limit
+    with pytest.raises(AwsError) as err:
+        check_body("\u00e9" * 60 + "x", 120, 0)
+    assert err.value.code == "InvalidParameterValue"
+
+
 @pytest.mark.parametrize(
     "attrs",
     [

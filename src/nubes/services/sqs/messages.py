@@ -63,25 +63,31 @@ def md5_of_attributes(attributes: dict[str, dict[str, Any]]) -> str:
     return md5_hex(bytes(buf))
 
 
-def _plain(text: str) -> bool:
-    """Printable ASCII (tabs and newlines too): valid without the regex, which costs
-    several microseconds per kilobyte."""
-    return text.isascii() and (text.isprintable() or text.translate(_WHITESPACE).isprintable())
+#: the bytes a valid body's UTF-8 may hold: every one but the C0 controls other than
+#: tab, LF and CR (bytes under 0x20 only ever stand for themselves in UTF-8)
+_VALID_BYTES = bytes([9, 10, 13, *range(0x20, 0x100)])
 
 
-_WHITESPACE = {9: None, 10: None, 13: None}
-
-
-def check_body(body: str, max_size: int, attributes_size: int) -> None:
-    """Reject empty, too large and invalid-character bodies as AWS does."""
+def check_body(body: str, max_size: int, attributes_size: int) -> bytes:
+    """Reject empty, too large and invalid-character bodies as AWS does; returns the
+    body's UTF-8 bytes. Checked on the bytes (``translate`` runs at memory speed; the
+    character-class regex costs several microseconds per kilobyte): lone surrogates do
+    not encode, and U+FFFE/U+FFFF are the only other invalid characters."""
     if not body:
         raise sqs_error("MissingParameter", "The request must contain the parameter MessageBody.")
-    if not _plain(body) and _INVALID_CHARS.search(body):
+    try:
+        data = body.encode()
+    except UnicodeEncodeError:
+        raise sqs_error("InvalidMessageContents", INVALID_CHARS_MESSAGE) from None
+    if data.translate(None, _VALID_BYTES) or (
+        len(data) != len(body) and (b"\xef\xbf\xbe" in data or b"\xef\xbf\xbf" in data)
+    ):
         raise sqs_error("InvalidMessageContents", INVALID_CHARS_MESSAGE)
-    if len(body.encode()) + attributes_size > max_size:
+    if len(data) + attributes_size > max_size:
         raise invalid_parameter(
             f"One or more parameters are invalid. Reason: Message must be shorter than {max_size} bytes."
         )
+    return data
 
 
 def check_attributes(attributes: dict[str, dict[str, Any]], *, system: bool = False) -> int:

@@ -100,7 +100,7 @@ class MessagingOps(SqsBase):
         size = check_attributes(attributes) if attributes else 0
         if system:
             size += check_attributes(system, system=True)
-        check_body(body, queue.max_message_size, size)
+        data = check_body(body, queue.max_message_size, size)
         group = entry.get("MessageGroupId")
         dedup = entry.get("MessageDeduplicationId")
         delay_param = entry.get("DelaySeconds")
@@ -133,7 +133,7 @@ class MessagingOps(SqsBase):
             )
         delay = queue.delay_seconds if delay_param is None else int(delay_param)
         doc: dict[str, Any] = {
-            "m": new_message_id(), "b": body, "mb": md5_hex(body.encode()),
+            "m": new_message_id(), "b": body, "mb": md5_hex(data),
             "s": ctx.access_key or ctx.account_id, "t": int(time.time() * 1000),
         }  # fmt: skip
         if attributes:
