@@ -25,6 +25,8 @@ from nubes.runtime.spec import FunctionSpec
 
 #: how often a busy instance's memory is checked when no cgroup enforces it
 MEMORY_POLL_S = 0.02
+#: event loop timers may fire this much early (their clock resolution)
+_TIMER_SLACK_S = 0.001
 #: how long a timed-out process may take to hand over its buffered logs
 LOG_GRACE_S = 0.1
 _PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -140,6 +142,8 @@ class BaseInstance(abc.ABC):
         self._stray: list[LogEvent] = []
         self._stray_partial = b""
         self._watcher: asyncio.TimerHandle | None = None
+        #: loop time at which the running invocation times out
+        self._deadline = 0.0
         self._grace: asyncio.TimerHandle | None = None
         #: highest resident memory seen by the watcher (kB)
         self._peak_rss_kb = 0
@@ -159,12 +163,12 @@ class BaseInstance(abc.ABC):
         self._pending = fut
         self._request_id = header["id"]
         self._send_invoke(header, payload)
-        timer = loop.call_later(self.spec.timeout_s, self._timed_out)
-        self._watcher = loop.call_later(MEMORY_POLL_S, self._watch_memory)
+        # one timer per invocation watches both the memory and the timeout
+        self._deadline = loop.time() + self.spec.timeout_s
+        self._watcher = loop.call_at(min(self._deadline, loop.time() + MEMORY_POLL_S), self._watch)
         try:
             outcome = await fut
         finally:
-            timer.cancel()
             if self._grace is not None:
                 self._grace.cancel()
                 self._grace = None
@@ -223,10 +227,23 @@ class BaseInstance(abc.ABC):
         outcome.max_rss_kb = max(peak_kb, self._peak_rss_kb)
         self._finish(outcome)
 
-    def _watch_memory(self) -> None:
-        if self._pending is None or self._pending.done() or self.pid is None:
+    def _watch(self) -> None:
+        """The running invocation's timer: memory every MEMORY_POLL_S, then the timeout."""
+        self._watcher = None
+        if self._pending is None or self._pending.done():
             return
-        rss_kb = read_tree_rss_kb(self.pid)
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if now >= self._deadline - _TIMER_SLACK_S:
+            self._timed_out()
+            return
+        if self.pid is not None and self._memory_exceeded(self.pid):
+            return
+        self._watcher = loop.call_at(min(self._deadline, now + MEMORY_POLL_S), self._watch)
+
+    def _memory_exceeded(self, pid: int) -> bool:
+        """Sample the instance's memory; kill it and fail the invocation when over its limit."""
+        rss_kb = read_tree_rss_kb(pid)
         self._peak_rss_kb = max(self._peak_rss_kb, rss_kb)
         if rss_kb > self.spec.memory_mb * 1024:
             self.kill()
@@ -241,8 +258,8 @@ class BaseInstance(abc.ABC):
             )
             outcome.max_rss_kb = self.spec.memory_mb * 1024
             self._finish(outcome)
-            return
-        self._watcher = asyncio.get_running_loop().call_later(MEMORY_POLL_S, self._watch_memory)
+            return True
+        return False
 
     def exited(self, code: int) -> None:
         """The process ended (``code`` < 0: killed by that signal); fail what it was running."""

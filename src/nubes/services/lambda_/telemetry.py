@@ -71,7 +71,9 @@ class Telemetry:
     def on_logs(self, spec: FunctionSpec, stream: str, events: list[tuple[int, str]]) -> None:
         """Queue an invocation's log lines for ``spec``'s log group."""
         self._logs[(spec.region, spec.group_name, stream)].extend(events)
-        self.app.bus.wake(WAKE)
+        # this node's flusher only: with a broker, every invocation would otherwise
+        # publish a wake-up to every node
+        self.app.bus.wake(WAKE, relay=False)
 
     def on_invocation(self, spec: FunctionSpec, result: InvocationResult) -> None:
         """Count one finished invocation."""
