@@ -5,13 +5,24 @@ clients and the time for PostToConnection to reach all of them.
     python -m benchmarks.http [--duration 10] [--clients 1000]
 
 Without ``wrk`` on PATH the raw load client in benchmarks/harness.py drives the
-same 32 connections."""
+same 32 connections.
+
+``--mode loadtest`` is the load test teams run on such APIs: npm's ``loadtest -c 10
+--rps 200`` for ``--duration`` seconds (60 for the real thing) against an HTTP API
+whose function writes every request to a DynamoDB table; it reports errors, p50/p99
+(baseline: the same loadtest against the bare echo app) and checks the table holds
+one item per completed request. loadtest is installed with npm into
+``~/.cache/nubes-bench`` (``NUBES_BENCH_CACHE``) when missing.
+
+    python -m benchmarks.http --mode loadtest --duration 60"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import io
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -21,14 +32,25 @@ import time
 import zipfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import boto3
 from websockets.asyncio.client import ClientConnection, connect
 
-from benchmarks.harness import PYTHON, Server, emit, free_port, load, start
+from benchmarks.harness import PYTHON, Server, emit, free_port, load, signed_request, start
 
 ECHO = "def handler(event, context):\n    return {'statusCode': 200, 'body': event.get('rawPath', '')}\n"
 WS_ID = "def handler(event, context):\n    return {'statusCode': 200, 'body': event['requestContext']['connectionId']}\n"
+#: writes each request to the table (the function reaches nubes through AWS_ENDPOINT_URL)
+WRITER = textwrap.dedent(
+    """
+    import json, os, boto3
+    table = boto3.resource("dynamodb").Table(os.environ["TABLE"])
+    def handler(event, context):
+        table.put_item(Item={"id": context.aws_request_id, "path": event.get("rawPath", ""), "body": event.get("body") or ""})
+        return {"statusCode": 201, "headers": {"content-type": "application/json"}, "body": json.dumps({"id": context.aws_request_id})}
+    """
+)
 CONNECTIONS = 32
 
 BARE_APP = textwrap.dedent(
@@ -101,8 +123,9 @@ async def _ws_fanout(port: int, api_id: str, clients: int) -> tuple[float, float
         batch = sockets[i : i + 100]
         await asyncio.gather(*(ws.send("whoami") for ws in batch))
         ids += [str(x) for x in await asyncio.wait_for(asyncio.gather(*(ws.recv() for ws in batch)), 60)]
-    post = [f"POST /_nubes/execute-api/{api_id}/live/@connections/{cid} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            f"Content-Length: 4\r\n\r\nping".encode() for cid in ids]  # fmt: skip
+    # the management API is IAM-authorized: each push is SigV4-signed (before the clock starts)
+    post = [signed_request(port, "execute-api", None, b"ping", path=f"/_nubes/execute-api/{api_id}/live/@connections/{quote(cid, safe='')}",
+                           content_type="application/octet-stream") for cid in ids]  # fmt: skip
     received = [ws.recv() for ws in sockets]
     waiting = asyncio.ensure_future(asyncio.gather(*received))
     began = time.perf_counter()
@@ -128,10 +151,16 @@ async def _post_all(port: int, requests: list[bytes]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--mode", choices=("echo", "loadtest"), default="echo")
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=1000)
+    parser.add_argument("--rps", type=int, default=200, help="loadtest mode: requests per second")
+    parser.add_argument("--concurrency", type=int, default=10, help="loadtest mode: concurrent clients")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-http-"))
+    if args.mode == "loadtest":
+        run_loadtest(tmp, args.duration, args.rps, args.concurrency)
+        return
     tool = "wrk" if shutil.which("wrk") else "harness"
 
     bare_port = free_port()
@@ -156,6 +185,103 @@ def main() -> None:
         emit("http", "websocket_post_to_all", fanout_ms, "ms", 1000.0, clients=args.clients, misses=misses, target="<= 1000 ms")
     finally:
         nubes.stop()
+
+
+# -- loadtest mode ---------------------------------------------------------------------
+
+
+def loadtest_bin() -> str:
+    """The ``loadtest`` command, installed with npm into the bench cache when missing."""
+    cache = Path(os.environ.get("NUBES_BENCH_CACHE") or Path.home() / ".cache" / "nubes-bench")
+    binary = cache / "node_modules" / ".bin" / "loadtest"
+    if not binary.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["npm", "install", "--prefix", str(cache), "--no-audit", "--no-fund", "--silent", "loadtest@8"],
+                       check=True, capture_output=True)  # fmt: skip
+    return str(binary)
+
+
+def run_loadtest_tool(url: str, seconds: float, rps: int, concurrency: int, body: str) -> dict[str, float]:
+    """Run ``loadtest`` and read its summary: completed, errors, mean/p50/p90/p99/max ms, rps."""
+    cmd = [loadtest_bin(), "-c", str(concurrency), "--rps", str(rps), "-t", str(max(1, round(seconds))),
+           "-m", "POST", "-T", "application/json", "-P", body, url]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return parse_loadtest(out)
+
+
+def parse_loadtest(out: str) -> dict[str, float]:
+    """The numbers of loadtest's text summary (``nan`` for one it did not print)."""
+
+    def number(pattern: str) -> float:
+        m = re.search(pattern, out, re.M)
+        return float(m.group(1)) if m else float("nan")
+
+    return {
+        "completed": number(r"Completed requests:\s+(\d+)"), "errors": number(r"Total errors:\s+(\d+)"),
+        "mean_ms": number(r"Mean latency:\s+([\d.]+) ms"), "rps": number(r"Effective rps:\s+([\d.]+)"),
+        "p50_ms": number(r"^\s*50%\s+([\d.]+) ms"), "p90_ms": number(r"^\s*90%\s+([\d.]+) ms"),
+        "p99_ms": number(r"^\s*99%\s+([\d.]+) ms"), "max_ms": number(r"^\s*100%\s+([\d.]+) ms"),
+    }  # fmt: skip
+
+
+def _writer_api(port: int) -> tuple[str, str]:
+    """(api id, table name): an HTTP API whose function writes each request to DynamoDB."""
+    table = "bench-writes"
+    ddb = _client("dynamodb", port)
+    ddb.create_table(TableName=table, AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                     KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}], BillingMode="PAY_PER_REQUEST")  # fmt: skip
+    ddb.get_waiter("table_exists").wait(TableName=table)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("app.py", WRITER)
+    lam = _client("lambda", port)
+    arn = lam.create_function(FunctionName="bench-writer", Runtime="python3.12", Handler="app.handler", MemorySize=256,
+                              Role="arn:aws:iam::000000000000:role/x", Code={"ZipFile": buf.getvalue()},
+                              Environment={"Variables": {"TABLE": table}})["FunctionArn"]  # fmt: skip
+    lam.get_waiter("function_active_v2").wait(FunctionName="bench-writer")
+    api_id: str = _client("apigatewayv2", port).create_api(Name="bench-writer", ProtocolType="HTTP", Target=arn)["ApiId"]
+    return api_id, table
+
+
+def _items(port: int, table: str) -> int:
+    ddb, count, start_key = _client("dynamodb", port), 0, None
+    while True:
+        page = ddb.scan(TableName=table, Select="COUNT", **({"ExclusiveStartKey": start_key} if start_key else {}))
+        count += int(page["Count"])
+        start_key = page.get("LastEvaluatedKey")
+        if not start_key:
+            return count
+
+
+def run_loadtest(tmp: Path, duration: float, rps: int, concurrency: int) -> None:
+    """loadtest -c N --rps R against the bare echo app, then against the DynamoDB-writing HTTP API."""
+    body = json.dumps({"order": "bench", "qty": 1})
+    bare_port = free_port()
+    (tmp / "bare.py").write_text(BARE_APP)
+    bare = start("bare-echo", [PYTHON, str(tmp / "bare.py"), str(bare_port)], bare_port)
+    try:
+        run_loadtest_tool(f"http://127.0.0.1:{bare_port}/orders", 2, rps, concurrency, body)  # warm up, as for nubes
+        base = run_loadtest_tool(f"http://127.0.0.1:{bare_port}/orders", duration, rps, concurrency, body)
+    finally:
+        bare.stop()
+    port = free_port()
+    nubes = start("nubes", [PYTHON, "-m", "nubes", "up", "--port", str(port), "--data-dir", str(tmp / "nubes")], port, ready_path="/_nubes/health")
+    try:
+        api_id, table = _writer_api(port)
+        url = f"http://127.0.0.1:{port}/_nubes/execute-api/{api_id}/orders"
+        run_loadtest_tool(url, 2, rps, concurrency, body)  # warm the function's instances
+        warm_items = _items(port, table)
+        got = run_loadtest_tool(url, duration, rps, concurrency, body)
+        written = _items(port, table) - warm_items
+    finally:
+        nubes.stop()
+    common = {"tool": "loadtest", "concurrency": concurrency, "target_rps": rps, "seconds": duration}
+    emit("http", "loadtest_dynamodb_errors", got["errors"], "requests", None, completed=int(got["completed"]),
+         items_written=written, target="0", **common)  # fmt: skip
+    emit("http", "loadtest_dynamodb_p99", got["p99_ms"], "ms", base["p99_ms"], **common)
+    emit("http", "loadtest_dynamodb_p50", got["p50_ms"], "ms", base["p50_ms"], **common)
+    emit("http", "loadtest_dynamodb_mean", got["mean_ms"], "ms", base["mean_ms"], max_ms=got["max_ms"], **common)
+    emit("http", "loadtest_dynamodb_rps", got["rps"], "req/s", base["rps"], **common)
 
 
 def _ws_api(port: int) -> str:
