@@ -10,8 +10,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import boto3
-
 from nubes.deploy.template import template_error
 
 SERVERLESS = "AWS::Serverless-2016-10-31"
@@ -90,7 +88,10 @@ def transform_serverless(
     values.setdefault("AWS::Partition", partition)
     policies = BundledManagedPolicies(partition)
     # The translator only needs the session for its region name; building one makes
-    # no network call and needs no credentials.
+    # no network call and needs no credentials. (boto3 is imported here, not at the
+    # top: the server imports this module at start-up and may never see a SAM template.)
+    import boto3.session
+
     session = boto3.session.Session(region_name=region)
     # The translator records usage metrics; a dummy publisher drops them (published
     # in the finally below, else the translator logs a warning on garbage collection).

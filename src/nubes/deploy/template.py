@@ -10,9 +10,8 @@ CloudFormation reports them: ``Template format error: YAML not well-formed.
 from __future__ import annotations
 
 import json
+from functools import cache
 from typing import Any
-
-import yaml
 
 from nubes.aws.errors import AwsError
 
@@ -30,70 +29,75 @@ def template_error(message: str) -> AwsError:
     return AwsError("ValidationError", message, 400)
 
 
-class _Loader(yaml.SafeLoader):
+@cache
+def _loader() -> Any:
     """SafeLoader with CloudFormation's tags, and dates kept as strings (AWS reads
-    ``2010-09-09`` as the string it wrote, never a date object)."""
+    ``2010-09-09`` as the string it wrote, never a date object).
+
+    Built on the first YAML template: importing PyYAML at server start-up cost
+    time and memory every run, most of which never see a YAML template.
+    """
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def node_value(loader: Loader, node: yaml.Node) -> Any:
+        if isinstance(node, yaml.ScalarNode):
+            return loader.construct_scalar(node)
+        if isinstance(node, yaml.SequenceNode):
+            return loader.construct_sequence(node, deep=True)
+        if isinstance(node, yaml.MappingNode):
+            return loader.construct_mapping(node, deep=True)
+        raise yaml.constructor.ConstructorError(None, None, "unexpected node", node.start_mark)
+
+    def fn_constructor(name: str) -> Any:
+        def construct(loader: Loader, node: yaml.Node) -> dict[str, Any]:
+            return {name: node_value(loader, node)}
+
+        return construct
+
+    def getatt(loader: Loader, node: yaml.Node) -> dict[str, Any]:
+        value = node_value(loader, node)
+        if isinstance(value, str):
+            # ``!GetAtt Res.Attr.Sub`` — the logical id never has a dot, the attribute may.
+            resource, _, attribute = value.partition(".")
+            return {"Fn::GetAtt": [resource, attribute]}
+        return {"Fn::GetAtt": value}
+
+    def construct_mapping(loader: Loader, node: yaml.MappingNode, deep: bool = False) -> Any:
+        # CloudFormation rejects duplicate keys rather than keeping the last one.
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"Duplicate key {key}", key_node.start_mark)
+            seen.add(key)
+        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+    # Remove the timestamp resolver from our subclass only: copy the table first.
+    Loader.yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    Loader.add_constructor("tag:yaml.org,2002:map", lambda ld, n: construct_mapping(ld, n, True))  # type: ignore[arg-type]
+    Loader.add_constructor("!Ref", fn_constructor("Ref"))
+    Loader.add_constructor("!Condition", fn_constructor("Condition"))
+    Loader.add_constructor("!GetAtt", getatt)
+    for tag in _FN_TAGS:
+        Loader.add_constructor(f"!{tag}", fn_constructor(f"Fn::{tag}"))
+    return Loader
 
 
-# Remove the timestamp resolver from our subclass only: copy the table first.
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
+def _parse_yaml(text: str) -> Any:
+    import yaml
 
-
-def _node_value(loader: _Loader, node: yaml.Node) -> Any:
-    if isinstance(node, yaml.ScalarNode):
-        return loader.construct_scalar(node)
-    if isinstance(node, yaml.SequenceNode):
-        return loader.construct_sequence(node, deep=True)
-    if isinstance(node, yaml.MappingNode):
-        return loader.construct_mapping(node, deep=True)
-    raise yaml.constructor.ConstructorError(None, None, "unexpected node", node.start_mark)
-
-
-def _fn_constructor(name: str) -> Any:
-    def construct(loader: _Loader, node: yaml.Node) -> dict[str, Any]:
-        return {name: _node_value(loader, node)}
-
-    return construct
-
-
-def _getatt(loader: _Loader, node: yaml.Node) -> dict[str, Any]:
-    value = _node_value(loader, node)
-    if isinstance(value, str):
-        # ``!GetAtt Res.Attr.Sub`` — the logical id never has a dot, the attribute may.
-        resource, _, attribute = value.partition(".")
-        return {"Fn::GetAtt": [resource, attribute]}
-    return {"Fn::GetAtt": value}
-
-
-def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> Any:
-    # CloudFormation rejects duplicate keys rather than keeping the last one.
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if key in seen:
-            mark = key_node.start_mark
-            raise yaml.constructor.ConstructorError(
-                None, None, f"Duplicate key {key}", mark
-            )
-        seen.add(key)
-    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
-
-
-_Loader.add_constructor("tag:yaml.org,2002:map", lambda ld, n: _construct_mapping(ld, n, True))  # type: ignore[arg-type]
-_Loader.add_constructor("!Ref", _fn_constructor("Ref"))
-_Loader.add_constructor("!Condition", _fn_constructor("Condition"))
-_Loader.add_constructor("!GetAtt", _getatt)
-for _tag in _FN_TAGS:
-    _Loader.add_constructor(f"!{_tag}", _fn_constructor(f"Fn::{_tag}"))
-
-
-def _yaml_error(exc: yaml.YAMLError) -> AwsError:
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-    return template_error(f"Template format error: YAML not well-formed.{where}")
+    try:
+        return yaml.load(text, Loader=_loader())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise template_error(f"Template format error: YAML not well-formed.{where}") from None
 
 
 def parse_template(body: str | bytes) -> dict[str, Any]:
@@ -110,10 +114,7 @@ def parse_template(body: str | bytes) -> dict[str, Any]:
                 f"Template format error: JSON not well-formed. (line {exc.lineno}, column {exc.colno})"
             ) from None
     else:
-        try:
-            data = yaml.load(text, Loader=_Loader)
-        except yaml.YAMLError as exc:
-            raise _yaml_error(exc) from None
+        data = _parse_yaml(text)
     if not isinstance(data, dict):
         raise template_error("Template format error: unsupported structure.")
     return data

@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import botocore.session
-
 from nubes.aws.errors import AwsError
 
 if TYPE_CHECKING:
@@ -154,6 +152,8 @@ def ignore_missing(exc: AwsError, *codes: str) -> None:
 
 @cache
 def _input_members(service: str, operation: str) -> frozenset[str]:
+    import botocore.session  # imported on first use: the server imports this module at start-up
+
     model = botocore.session.get_session().get_service_model(service)
     shape = model.operation_model(operation).input_shape
     return frozenset(shape.members) if shape is not None else frozenset()
