@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 
@@ -129,6 +129,22 @@ def check_required(shape: StructureShape, value: dict[str, Any], path: str, prob
     for name in shape.required_members:
         if value.get(name) is None:
             problems.add(None, _member_path(path, name), "Member must not be null")
+
+
+def require(value: Mapping[str, Any], *names: str, path: str = "", code: str = "ValidationException") -> None:
+    """Members a service needs although its model no longer marks them required
+    (botocore relaxes some over time): AWS's "must not be null" for the missing."""
+    problems = Problems()
+    for name in names:
+        if value.get(name) is None:
+            problems.add(None, _member_path(path, name), "Member must not be null")
+    problems.raise_if_any(code)
+
+
+def require_each(items: Sequence[Mapping[str, Any]], *names: str, path: str) -> None:
+    """``require`` for every item of a list member (paths like ``tags.1.member.key``)."""
+    for i, item in enumerate(items):
+        require(item, *names, path=f"{path}.{i + 1}.member")
 
 
 def serialization_error(path: str, expected: str) -> AwsError:

@@ -12,6 +12,7 @@ import orjson
 
 from nubes.app import App
 from nubes.aws.errors import AwsError
+from nubes.aws.protocol.values import require
 from nubes.services.base import Provider, RequestContext
 from nubes.services.kms import crypto
 from nubes.storage.base import Txn
@@ -295,6 +296,7 @@ class KmsProvider(Provider):
         return {"CiphertextBlob": blob, "KeyId": record["Arn"], "EncryptionAlgorithm": "SYMMETRIC_DEFAULT"}
 
     async def decrypt(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        require(params, "CiphertextBlob")
         blob: bytes = params["CiphertextBlob"]
         key_id = crypto.blob_key_id(blob)
         if key_id is None:
@@ -311,6 +313,7 @@ class KmsProvider(Provider):
         return {"Plaintext": plaintext, "KeyId": record["Arn"], "EncryptionAlgorithm": "SYMMETRIC_DEFAULT"}
 
     async def re_encrypt(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        require(params, "CiphertextBlob")
         plain = await self.decrypt(ctx, {"CiphertextBlob": params["CiphertextBlob"],
                                          "EncryptionContext": params.get("SourceEncryptionContext")})  # fmt: skip
         out = await self.encrypt(ctx, {"KeyId": params["DestinationKeyId"], "Plaintext": plain["Plaintext"],

@@ -15,6 +15,7 @@ import orjson
 
 from nubes.app import App
 from nubes.aws.errors import AwsError
+from nubes.aws.protocol.values import require_each
 from nubes.services.base import Provider, RequestContext
 from nubes.storage.base import Txn
 from nubes.storage.keys import pack
@@ -146,13 +147,14 @@ class SecretsManagerProvider(Provider):
     # -- operations -----------------------------------------------------------------
 
     async def create_secret(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        require_each(params.get("Tags") or (), "Key", path="tags")
         name: str = params["Name"]
         suffix = "".join(secrets.choice(string.ascii_letters) for _ in range(6))
         now = _now()
         rec: dict[str, Any] = {
             "Name": name, "ARN": ctx.arn("secretsmanager", f"secret:{name}-{suffix}"),
             "Description": params.get("Description"), "KmsKeyId": params.get("KmsKeyId"),
-            "Tags": params.get("Tags") or [], "CreatedDate": now, "LastChangedDate": now, "Versions": {},
+            "Tags": [{"Key": t["Key"], "Value": t.get("Value", "")} for t in params.get("Tags") or ()], "CreatedDate": now, "LastChangedDate": now, "Versions": {},
         }  # fmt: skip
         version = await self._new_version(ctx, rec, params)
         version_id = params.get("ClientRequestToken") or str(uuid.uuid4())
@@ -286,6 +288,7 @@ class SecretsManagerProvider(Provider):
         return self._describe(rec)
 
     async def list_secrets(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        require_each(params.get("Filters") or (), "Key", path="filters")
         rows = await self.app.store.read(lambda txn: txn.scan(SECRETS, prefix=pack(ctx.region)))
         records = [orjson.loads(v) for _, v in rows]
         if not params.get("IncludePlannedDeletion"):
@@ -372,9 +375,11 @@ class SecretsManagerProvider(Provider):
         return await self._mutate(ctx, params["SecretId"], change)
 
     async def tag_resource(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        require_each(params["Tags"], "Key", path="tags")
+
         def change(r: dict[str, Any]) -> None:
             tags = {t["Key"]: t["Value"] for t in r.get("Tags", [])}
-            tags.update({t["Key"]: t["Value"] for t in params["Tags"]})
+            tags.update({t["Key"]: t.get("Value", "") for t in params["Tags"]})
             r["Tags"] = [{"Key": k, "Value": v} for k, v in tags.items()]
 
         await self._mutate(ctx, params["SecretId"], change)

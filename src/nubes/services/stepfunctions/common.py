@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from nubes.aws.errors import AwsError
+from nubes.aws.protocol.values import require_each
 from nubes.workflows.definition import StateMachine, load
 from nubes.workflows.errors import InvalidDefinition
 
@@ -79,6 +80,7 @@ def tags_out(tags: dict[str, str]) -> list[dict[str, str]]:
 
 def tags_in(tags: Any) -> dict[str, str]:
     """Tags from ``[{key, value}]``."""
+    require_each(tags or (), "key", path="tags")
     return {str(t["key"]): str(t.get("value", "")) for t in tags or ()}
 
 
