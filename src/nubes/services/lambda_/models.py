@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -74,8 +75,10 @@ def function_not_found(region: str, account: str, name: str, qualifier: str | No
     return not_found(f"Function not found: {function_arn(region, account, name, qualifier)}")
 
 
+@functools.lru_cache(maxsize=1024)  # every Invoke names its function: the same few strings
 def parse_function_name(value: str, region: str, qualifier: str | None = None) -> FunctionRef:
-    """Resolve a ``FunctionName`` parameter (+ ``Qualifier``) the way Lambda does."""
+    """Resolve a ``FunctionName`` parameter (+ ``Qualifier``) the way Lambda does.
+    A bad name raises each time (exceptions are not cached)."""
     for regex in (_ARN, _PARTIAL, _PLAIN):
         m = regex.fullmatch(value)
         if m is None:
