@@ -178,7 +178,8 @@ class Gateway:
         client = scope.get("client") or ("127.0.0.1", 0)
         request = HttpRequest(
             method=scope["method"], path=scope["path"], query_string=scope.get("query_string", b""),
-            headers=headers, body=body, client_ip=client[0],
+            headers=headers, body=body, client_ip=client[0], raw_path=_raw_path(scope),
+            scheme=scope.get("scheme", "http"),
         )  # fmt: skip
         provider = self.app.provider(model)
         handler = getattr(provider, method_name)
@@ -243,7 +244,7 @@ class Gateway:
                 account_id=self.app.settings.account_id, request_id=request_id,
                 access_key=access_key, endpoint=f"{scope.get('scheme', 'http')}://{headers.get('host', '')}",
                 http=HttpRequest(method, scope["path"], query_bytes, headers, request.body,
-                                 (scope.get("client") or ("127.0.0.1", 0))[0]),
+                                 (scope.get("client") or ("127.0.0.1", 0))[0], raw_path, scope.get("scheme", "http")),
                 query_protocol=protocol == "query",
             )  # fmt: skip
             result = await self.app.dispatch(ctx, params)

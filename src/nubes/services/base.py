@@ -32,6 +32,11 @@ class HttpRequest:
     headers: Mapping[str, str]  # lower-cased names
     body: bytes
     client_ip: str = "127.0.0.1"
+    #: the path as the client sent it, percent-escapes intact (what SigV4 signs);
+    #: empty when the request was made in-process
+    raw_path: str = ""
+    #: ``https`` when the request came through the TLS listener
+    scheme: str = "http"
 
 
 @dataclass
