@@ -268,3 +268,13 @@ def test_postgres_key_conditions_and_atomic_transactions(tmp_path: Path) -> None
         await _write_wakes_stream_consumers(app)
 
     _run(tmp_path, body, "postgresql")
+
+
+def test_create_table_without_key_schema_is_a_validation_error() -> None:
+    from nubes.services.dynamodb.tables import create_record
+
+    with pytest.raises(AwsError) as exc:
+        create_record({"TableName": "nokeys", "BillingMode": "PAY_PER_REQUEST"},
+                      "arn:aws:dynamodb:us-east-1:000000000000:table/nokeys", time.time())  # fmt: skip
+    assert exc.value.code == "ValidationException"
+    assert "Value null at 'keySchema'" in exc.value.message

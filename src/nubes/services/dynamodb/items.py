@@ -38,6 +38,7 @@ from nubes.services.dynamodb.tables import (
     key_names,
 )
 from nubes.services.dynamodb.types import (
+    MAX_ITEM_SIZE,
     Item,
     check_item_size,
     dump_item,
@@ -63,6 +64,9 @@ class Effects:
     streams: set[str] = field(default_factory=set)
     #: capacity units consumed, by table name (ReturnConsumedCapacity)
     usage: dict[str, float] = field(default_factory=dict)
+    #: whether the request asked for ConsumedCapacity (single-item operations
+    #: skip sizing items when it did not)
+    metered: bool = True
 
     def charge(self, table: Table, units: float) -> None:
         """Count capacity units against a table."""
@@ -135,9 +139,11 @@ def stream_record(table: Table, stream: dict[str, Any], old: Item | None, new: I
     return record
 
 
-def store_item(txn: Txn, table: Table, old: Item | None, new: Item | None, effects: Effects, *, service: bool = False) -> bool:
+def store_item(txn: Txn, table: Table, old: Item | None, new: Item | None, effects: Effects, *, service: bool = False,
+               stored: bytes | None = None) -> bool:  # fmt: skip
     """Replace ``old`` by ``new`` (None: absent) with index, TTL and stream
-    upkeep; False (and nothing written) when nothing changes."""
+    upkeep; False (and nothing written) when nothing changes. ``stored`` is
+    ``dump_item(new)`` if the caller has it already."""
     if old is None and new is None:
         return False
     if old is not None and new is not None and equal({"M": old}, {"M": new}):
@@ -148,7 +154,7 @@ def store_item(txn: Txn, table: Table, old: Item | None, new: Item | None, effec
     if new is None:
         txn.delete(ITEMS, key)
     else:
-        txn.put(ITEMS, key, dump_item(new))
+        txn.put(ITEMS, key, dump_item(new) if stored is None else stored)
     for index in all_indexes(table):
         old_entry = index_entry_key(table, index, old) if old is not None else None
         new_entry = index_entry_key(table, index, new) if new is not None else None
@@ -169,11 +175,16 @@ def store_item(txn: Txn, table: Table, old: Item | None, new: Item | None, effec
     return True
 
 
-def check_new_item(table: Table, item: Item) -> None:
-    """Key, index key and size checks of an item about to be written."""
+def check_new_item(table: Table, item: Item, stored: bytes | None = None) -> None:
+    """Key, index key and size checks of an item about to be written
+    (``stored``: its ``dump_item``, whose length bounds its size)."""
     check_item_keys(table, item)
     check_index_keys(table, item)
-    check_item_size(item)
+    # The stored JSON is never shorter than DynamoDB's size of the item (names
+    # and strings are quoted, numbers have at least as many characters as
+    # their size in bytes, binary is base64), so most items skip the walk.
+    if stored is None or len(stored) > MAX_ITEM_SIZE:
+        check_item_size(item)
 
 
 def _return_values(params: dict[str, Any], allowed: tuple[str, ...]) -> str:
@@ -192,15 +203,31 @@ def _check(prepared: Prepared, old: Item | None, params: dict[str, Any]) -> None
         raise condition_failed(old, params.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD")
 
 
+def _blind_write(table: Table, prepared: Prepared, mode: str, effects: Effects) -> bool:
+    """Whether a write can replace an item without reading it first: nothing
+    depends on the old item (no condition, return values, capacity, index,
+    TTL or stream upkeep)."""
+    return (
+        mode == "NONE" and prepared.condition is None and not effects.metered and current_stream(table) is None
+        and not table.get("GlobalSecondaryIndexes") and not table.get("LocalSecondaryIndexes")
+        and not (table.get("TTL") or {}).get("Enabled")
+    )  # fmt: skip
+
+
 def put_item(txn: Txn, table: Table, params: dict[str, Any], prepared: Prepared, effects: Effects) -> dict[str, Any]:
     """PutItem inside ``txn``."""
     mode = _return_values(params, ("NONE", "ALL_OLD"))
     item = validate_item(params["Item"])
-    check_new_item(table, item)
+    stored = dump_item(item)
+    check_new_item(table, item, stored)
+    if _blind_write(table, prepared, mode, effects):
+        txn.put(ITEMS, item_key(table, item), stored)
+        return {}
     old = read_item(txn, table, item)
     _check(prepared, old, params)
-    effects.charge(table, write_units(old, item))
-    store_item(txn, table, old, item, effects)
+    if effects.metered:
+        effects.charge(table, write_units(old, item))
+    store_item(txn, table, old, item, effects, stored=stored)
     return {"Attributes": old} if mode == "ALL_OLD" and old is not None else {}
 
 
@@ -208,9 +235,13 @@ def delete_item(txn: Txn, table: Table, params: dict[str, Any], prepared: Prepar
     """DeleteItem inside ``txn``."""
     mode = _return_values(params, ("NONE", "ALL_OLD"))
     key = key_of(table, params["Key"])
+    if _blind_write(table, prepared, mode, effects):
+        txn.delete(ITEMS, item_key(table, key))
+        return {}
     old = read_item(txn, table, key)
     _check(prepared, old, params)
-    effects.charge(table, write_units(old))
+    if effects.metered:
+        effects.charge(table, write_units(old))
     store_item(txn, table, old, None, effects)
     return {"Attributes": old} if mode == "ALL_OLD" and old is not None else {}
 
@@ -256,7 +287,8 @@ def update_item(txn: Txn, table: Table, params: dict[str, Any], prepared: Prepar
         return {}
     check_index_keys(table, new)
     check_item_size(new, update=True)
-    effects.charge(table, write_units(old, new))
+    if effects.metered:
+        effects.charge(table, write_units(old, new))
     store_item(txn, table, old, new, effects)
     if mode == "ALL_OLD":
         return {"Attributes": old} if old else {}
@@ -276,7 +308,8 @@ def get_item(txn: Txn, table: Table, params: dict[str, Any], prepared: Prepared,
     """GetItem inside a read transaction."""
     key = key_of(table, params["Key"])
     item = read_item(txn, table, key)
-    effects.charge(table, read_units(item, bool(params.get("ConsistentRead"))))
+    if effects.metered:
+        effects.charge(table, read_units(item, bool(params.get("ConsistentRead"))))
     if item is None:
         return {}
     if prepared.projection is not None:

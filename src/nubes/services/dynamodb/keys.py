@@ -6,7 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from nubes.services.dynamodb.tables import Table, key_names, uid_bytes
+from nubes.services.dynamodb.tables import Table, key_names, primary_key, uid_bytes
 from nubes.services.dynamodb.types import (
     AttributeValue,
     Item,
@@ -53,19 +53,21 @@ def _check_key_value(name: str, value: AttributeValue, expected: str, is_range: 
 
 def check_item_keys(table: Table, item: Item) -> None:
     """A full item (PutItem) has every key attribute with the right type."""
-    types = attribute_types(table)
-    hash_key, range_key = key_names(table["KeySchema"])
-    for name, is_range in ((hash_key, False), (range_key, True)):
-        if name is None:
+    primary = primary_key(table)
+    for name, kind, is_range in ((primary.hash_key, primary.hash_type, False),
+                                 (primary.range_key, primary.range_type, True)):  # fmt: skip
+        if name is None or kind is None:
             continue
         value = item.get(name)
         if value is None:
             raise invalid_parameter(f"Missing the key {name} in the item")
-        _check_key_value(name, value, types[name], is_range)
+        _check_key_value(name, value, kind, is_range)
 
 
 def check_index_keys(table: Table, item: Item) -> None:
     """Index key attributes present in an item have the index's key types."""
+    if not table.get("GlobalSecondaryIndexes") and not table.get("LocalSecondaryIndexes"):
+        return
     types = attribute_types(table)
     for field in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
         for index in table.get(field) or []:
@@ -92,26 +94,26 @@ def key_of(table: Table, key: Any) -> Item:
     """Validate a ``Key`` parameter (exactly the key attributes) and return it normalised."""
     if not isinstance(key, dict):
         raise validation("The provided key element does not match the schema")
-    hash_key, range_key = key_names(table["KeySchema"])
-    wanted = {hash_key} if range_key is None else {hash_key, range_key}
-    if set(key) != wanted:
+    primary = primary_key(table)
+    if len(key) != len(primary.names) or not primary.names.issuperset(key):
         raise validation("The provided key element does not match the schema")
-    types = attribute_types(table)
     out: Item = {}
-    for name in (hash_key, range_key):
-        if name is None:
+    for name, kind, is_range in ((primary.hash_key, primary.hash_type, False),
+                                 (primary.range_key, primary.range_type, True)):  # fmt: skip
+        if name is None or kind is None:
             continue
         value = validate_value(key[name])
-        if next(iter(value)) != types[name]:
+        if next(iter(value)) != kind:
             raise validation("The provided key element does not match the schema")
-        _check_key_value(name, value, types[name], name == range_key)
+        _check_key_value(name, value, kind, is_range)
         out[name] = value
     return out
 
 
 def extract_key(table: Table, item: Item) -> Item:
     """The primary key attributes of an item."""
-    hash_key, range_key = key_names(table["KeySchema"])
+    primary = primary_key(table)
+    hash_key, range_key = primary.hash_key, primary.range_key
     key = {hash_key: item[hash_key]}
     if range_key is not None:
         key[range_key] = item[range_key]
@@ -120,16 +122,20 @@ def extract_key(table: Table, item: Item) -> Item:
 
 def key_suffix(table: Table, item: Item) -> bytes:
     """The encoded primary key of an item (without the table prefix)."""
-    hash_key, range_key = key_names(table["KeySchema"])
-    out = encode_key_value(item[hash_key])
-    if range_key is not None:
-        out += encode_key_value(item[range_key])
+    primary = primary_key(table)
+    out = encode_key_value(item[primary.hash_key])
+    if primary.range_key is not None:
+        out += encode_key_value(item[primary.range_key])
     return out
 
 
 def item_key(table: Table, item: Item) -> bytes:
     """The store key of an item in ``dynamodb.items``."""
-    return uid_bytes(table) + key_suffix(table, item)
+    primary = primary_key(table)
+    out = primary.prefix + encode_key_value(item[primary.hash_key])
+    if primary.range_key is not None:
+        out += encode_key_value(item[primary.range_key])
+    return out
 
 
 def index_prefix(table: Table, index_name: str) -> bytes:

@@ -32,6 +32,10 @@ TTL_SWEEP_SECONDS = 1.0
 TRIM_SECONDS = 60.0
 
 
+def _metered(params: dict[str, Any]) -> bool:
+    return (params.get("ReturnConsumedCapacity") or "NONE") != "NONE"
+
+
 def _consumed(params: dict[str, Any], usage: dict[str, float], single: bool) -> dict[str, Any]:
     """ConsumedCapacity as DynamoDB reports it: one entry for single-table
     operations, a list per table for batches and transactions."""
@@ -75,16 +79,16 @@ class DynamoDbProvider(Provider):
     async def _write_op(self, ctx: RequestContext, params: dict[str, Any], fn: Callable[[Txn, Effects], dict[str, Any]],
                         *, single: bool = True) -> dict[str, Any]:  # fmt: skip
         """A write with the ConsumedCapacity the request asked for."""
-        effects = Effects(now=time.time(), region=ctx.region)
+        effects = Effects(now=time.time(), region=ctx.region, metered=_metered(params))
         result = await self._write(ctx, fn, effects)
-        return {**result, **_consumed(params, effects.usage, single)}
+        return {**result, **_consumed(params, effects.usage, single)} if effects.metered else result
 
     async def _read_op(self, ctx: RequestContext, params: dict[str, Any], fn: Callable[[Txn, Effects], dict[str, Any]],
                        *, single: bool = True) -> dict[str, Any]:  # fmt: skip
         """A read with the ConsumedCapacity the request asked for."""
-        effects = Effects(now=time.time(), region=ctx.region)
+        effects = Effects(now=time.time(), region=ctx.region, metered=_metered(params))
         result = await self.app.store.read(lambda txn: fn(txn, effects))
-        return {**result, **_consumed(params, effects.usage, single)}
+        return {**result, **_consumed(params, effects.usage, single)} if effects.metered else result
 
     def _wake(self, effects: Effects) -> None:
         for arn in effects.streams:

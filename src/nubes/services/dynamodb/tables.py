@@ -12,6 +12,7 @@ import datetime as dt
 import re
 import uuid
 from collections.abc import Collection
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -37,8 +38,9 @@ MAX_LSI = 5
 Table = dict[str, Any]
 
 
+@lru_cache(maxsize=1024)
 def table_key(region: str, name: str) -> bytes:
-    """Where a table's record is stored."""
+    """Where a table's record is stored (memoised: every item operation asks)."""
     return pack(region, name)
 
 
@@ -72,15 +74,21 @@ def not_found(name: str | None = None) -> AwsError:
 _NAME = re.compile(r"[a-zA-Z0-9_.-]+")
 
 
+@lru_cache(maxsize=1024)
+def _name_problem(value: str) -> str | None:
+    # memoised: every item operation checks its TableName
+    if len(value) < 3:
+        return "Member must have length greater than or equal to 3"
+    if len(value) > 255:
+        return "Member must have length less than or equal to 255"
+    if not _NAME.fullmatch(value):
+        return "Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+"
+    return None
+
+
 def check_name(value: str, field: str) -> None:
     """Table and index names: 3-255 characters of ``[a-zA-Z0-9_.-]``."""
-    problem = None
-    if len(value) < 3:
-        problem = "Member must have length greater than or equal to 3"
-    elif len(value) > 255:
-        problem = "Member must have length less than or equal to 255"
-    elif not _NAME.fullmatch(value):
-        problem = "Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+"
+    problem = _name_problem(value)
     if problem is not None:
         raise validation(f"1 validation error detected: Value '{value}' at '{field}' failed to satisfy constraint: {problem}")
 
@@ -128,7 +136,41 @@ def require_table(txn: Txn, region: str, name: str, *, describe: bool = False) -
 
 def uid_bytes(table: Table) -> bytes:
     """The 16-byte prefix of everything stored for this table."""
-    return bytes.fromhex(table["uid"])
+    return primary_key(table).prefix
+
+
+@dataclass(frozen=True, slots=True)
+class PrimaryKey:
+    """What every item operation needs of a table and can never change while
+    the table lives: its key attributes, their types and its store prefix."""
+
+    hash_key: str
+    hash_type: str
+    range_key: str | None
+    range_type: str | None
+    #: the table's uid as bytes: the prefix of its items, index and TTL entries
+    prefix: bytes
+    #: the key attribute names
+    names: frozenset[str]
+
+
+#: PrimaryKey by table uid: a memo, not state (a uid's key schema and key
+#: attribute types are fixed at CreateTable; UpdateTable cannot redefine them)
+_PRIMARY_KEYS: dict[str, PrimaryKey] = {}
+
+
+def primary_key(table: Table) -> PrimaryKey:
+    """The table's :class:`PrimaryKey` (computed once per table uid)."""
+    found = _PRIMARY_KEYS.get(table["uid"])
+    if found is None:
+        hash_key, range_key = key_names(table["KeySchema"])
+        types = {d["AttributeName"]: d["AttributeType"] for d in table["AttributeDefinitions"]}
+        found = PrimaryKey(hash_key, types[hash_key], range_key, None if range_key is None else types[range_key],
+                           bytes.fromhex(table["uid"]), frozenset(n for n in (hash_key, range_key) if n is not None))  # fmt: skip
+        if len(_PRIMARY_KEYS) >= 4096:
+            _PRIMARY_KEYS.clear()
+        _PRIMARY_KEYS[table["uid"]] = found
+    return found
 
 
 # -- schema helpers ------------------------------------------------------------------
@@ -289,7 +331,9 @@ def create_record(params: dict[str, Any], arn: str, now: float, taken_labels: Co
             if d["AttributeName"] in seen:
                 raise invalid_parameter(f"Duplicate AttributeName in AttributeDefinitions: {d['AttributeName']}")
             seen.add(d["AttributeName"])
-    schema = params["KeySchema"]
+    schema = params.get("KeySchema")
+    if schema is None:  # botocore's newer models no longer require it
+        raise validation("1 validation error detected: Value null at 'keySchema' failed to satisfy constraint: Member must not be null")
     _check_key_schema(schema, defined, "")
     billing = _billing(params)
     gsis = [build_index(g, arn, billing, defined, "GSI") for g in params.get("GlobalSecondaryIndexes") or []]
