@@ -14,10 +14,12 @@ from __future__ import annotations
 import gzip
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from typing import IO, Any
 
+from botocore.exceptions import DataNotFoundError
 from botocore.loaders import Loader
 
 #: how much of a model file is read at a time while looking for its metadata
@@ -90,10 +92,11 @@ def service_facts(name: str) -> ServiceFacts:
 
 def _read_metadata(loader: Loader, name: str) -> dict[str, Any]:
     """The ``metadata`` object of ``name``'s newest ``service-2`` model, found the way
-    botocore's loader finds the file (search paths in order, ``.json`` then ``.json.gz``)."""
-    path = _model_path(loader, name)
-    if path is None or _has_extras(path):
-        # sdk-extras may change metadata: let botocore merge them
+    botocore's loader finds the file (search paths in order, ``.json`` then
+    ``.json.gz``), with what its sdk-extras files merge into it."""
+    version = loader.determine_latest_version(name, "service-2")
+    path = _model_path(loader, name, version)
+    if path is None:
         data: dict[str, Any] = loader.load_service_model(name, "service-2")
         return dict(data["metadata"])
     opener: Any = gzip.open if path.endswith(".gz") else open
@@ -102,22 +105,37 @@ def _read_metadata(loader: Loader, name: str) -> dict[str, Any]:
     if meta is None:
         with opener(path, "rb") as fh:
             meta = dict(json.loads(fh.read())["metadata"])
+    for extras in _extras(loader, name, version):
+        _deep_merge(meta, extras.get("merge", {}).get("metadata", {}))
     return meta
 
 
-def _model_path(loader: Loader, name: str) -> str | None:
-    version = loader.determine_latest_version(name, "service-2")
+def _extras(loader: Loader, name: str, version: str) -> Iterator[dict[str, Any]]:
+    """The sdk-extras data botocore merges into the model (small files: s3's adds a
+    shape, secretsmanager's changes ``serviceId``)."""
+    for extras_type in loader.extras_types:
+        try:
+            yield loader.load_data(os.path.join(name, version, f"service-2.{extras_type}-extras"))
+        except DataNotFoundError:
+            pass
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> None:
+    """botocore.loaders' merge: nested dicts merge, anything else replaces."""
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _deep_merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def _model_path(loader: Loader, name: str, version: str) -> str | None:
     for search_path in loader.search_paths:
         base = os.path.join(search_path, name, version, "service-2")
         for ext in (".json", ".json.gz"):
             if os.path.isfile(base + ext):
                 return base + ext
     return None
-
-
-def _has_extras(path: str) -> bool:
-    directory = os.path.dirname(path)
-    return any(n.startswith("service-2.sdk-extras") for n in os.listdir(directory))
 
 
 def _metadata_in_head(fh: IO[bytes]) -> dict[str, Any] | None:

@@ -13,7 +13,13 @@ import pytest
 from botocore.loaders import Loader
 
 from nubes.aws.errors import AwsError
-from nubes.aws.facts import _metadata_in_head, facts_from_metadata, service_facts
+from nubes.aws.facts import (
+    LOADER,
+    _metadata_in_head,
+    _read_metadata,
+    facts_from_metadata,
+    service_facts,
+)
 from nubes.aws.protocol.types import WireRequest
 from nubes.aws.spec import build_catalog, client_protocol, service_model, signing_name
 from nubes.gateway.routing import resolve
@@ -146,3 +152,9 @@ def test_unsigned_rest_request_is_s3() -> None:
     catalog = build_catalog(discover())
     route = resolve(catalog, WireRequest("GET", "/bucket", {"list-type": ["2"]}, {}, b""), None, None)
     assert (route.index.name, route.operation.name) == ("s3", "ListObjectsV2")
+
+
+@pytest.mark.parametrize("name", ["secretsmanager", "s3", "ssm"])
+def test_metadata_read_from_the_head_includes_what_sdk_extras_merge(name: str) -> None:
+    # secretsmanager's sdk-extras changes serviceId; s3's adds a shape (not metadata)
+    assert _read_metadata(LOADER, name) == dict(Loader().load_service_model(name, "service-2")["metadata"])
