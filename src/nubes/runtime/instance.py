@@ -175,8 +175,13 @@ class Instance:
         except ValueError as e:
             error = _fault("Runtime.UnmarshalError", f"Unable to unmarshal input: {e}")
         if error is None:
+            cc, ci = header.get("cc"), header.get("ci")  # JSON text (manager.py)
             ctx = LambdaContext(
-                request_id, header["deadline"], header["arn"], header.get("cc"), header.get("ci")
+                request_id,
+                header["deadline"],
+                header["arn"],
+                None if cc is None else json.loads(cc),
+                None if ci is None else json.loads(ci),
             )
             try:
                 result = self.handler(event, ctx)

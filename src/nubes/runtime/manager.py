@@ -87,6 +87,10 @@ def parse_client_context(value: str | None) -> dict[str, Any] | None:
     return None
 
 
+def _json_text(value: dict[str, Any] | None) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
 def default_aws_hosts(settings: Settings) -> dict[int, tuple[str, int]]:
     """AWS names on port 80 (and any other port) lead to nubes's HTTP endpoint."""
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "", "localhost") else settings.host
@@ -247,8 +251,10 @@ class RuntimeManager:
             "id": request_id,
             "deadline": _now_ms() + int(spec.timeout_s * 1000),
             "arn": spec.arn,
-            "cc": parse_client_context(client_context),
-            "ci": identity,
+            # as JSON text: header values go through orjson, which would turn a client
+            # context's integer past 64 bits into a float (see protocol.py)
+            "cc": _json_text(parse_client_context(client_context)),
+            "ci": _json_text(identity),
             "trace": _trace_id(),
         }
         started = time.perf_counter()

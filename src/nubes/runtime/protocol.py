@@ -8,8 +8,9 @@ A frame is ``u32 body_length | u8 kind | u32 header_length | header | payload``
 where ``header`` is JSON and ``payload`` raw bytes (the event or the response).
 Headers go through orjson (a dependency of nubes, so every instance has it), ~20x
 faster than the stdlib on both ends of every invocation; the stdlib takes over for
-what orjson refuses: integers past 64 bits in a client context, log text with lone
-surrogates.
+what orjson refuses, such as log text with lone surrogates. orjson reads an integer
+past 64 bits as a float without complaint, so no header carries the user's own JSON
+values: a client context travels as JSON text.
 """
 
 from __future__ import annotations

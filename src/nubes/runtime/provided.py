@@ -267,10 +267,10 @@ class ProvidedInstance(BaseInstance):
             "Lambda-Runtime-Invoked-Function-Arn": header["arn"],
             "Lambda-Runtime-Trace-Id": header["trace"],
         }
-        if header.get("cc") is not None:
-            extra["Lambda-Runtime-Client-Context"] = json.dumps(header["cc"])
+        if header.get("cc") is not None:  # JSON text already (manager.py)
+            extra["Lambda-Runtime-Client-Context"] = header["cc"]
         if header.get("ci") is not None:
-            extra["Lambda-Runtime-Cognito-Identity"] = json.dumps(header["ci"])
+            extra["Lambda-Runtime-Cognito-Identity"] = header["ci"]
         return 200, payload or b"{}", extra
 
     def _check_id(self, request_id: str) -> None:

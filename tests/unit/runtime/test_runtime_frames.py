@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
+from typing import Any
 
-from nubes.runtime import protocol
+from nubes.runtime import RuntimeManager, protocol
 from nubes.runtime.instance import FrameReader
 
 
 def test_headers_round_trip_including_what_orjson_refuses() -> None:
     headers = [
         {"id": "r1", "deadline": 1_700_000_000_000, "cc": None, "logs": [[1, "héllo ✓"]]},
-        {"id": "r2", "cc": {"custom": {"big": 2**70}}},  # a client context's huge integer
+        {"id": "r2", "cc": '{"custom": {"big": 12345678901234567890123}}'},  # JSON text
         {"err": None, "logs": [[2, "lone \ud800 surrogate"]]},  # what print() of one captures
     ]
     for header in headers:
@@ -71,3 +73,15 @@ def test_the_instance_reader_reports_a_closed_channel_mid_frame() -> None:
     manager.close()
     assert FrameReader(instance).read() is None
     instance.close()
+
+
+def test_a_client_context_reaches_the_handler_exactly(harness: Any) -> None:
+    code = harness.code("def handler(event, context):\n    return repr(context.client_context.custom)\n")
+    custom = '{"big": 123456789012345678901234567890, "f": 0.1, "n": -0, "s": "\\u00e9"}'
+
+    async def scenario(m: RuntimeManager) -> Any:
+        return await m.invoke(harness.spec(code), b"{}", request_id="r1",
+                              client_context='{"custom": ' + custom + "}")  # fmt: skip
+
+    result = harness.run(scenario)
+    assert json.loads(result.payload) == repr(json.loads(custom))
