@@ -7,6 +7,7 @@ import base64
 import datetime as dt
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -80,7 +81,13 @@ def media_matches(kind: str, pattern: str) -> bool:
 
 
 def _request_time(when: float) -> str:
-    return dt.datetime.fromtimestamp(when, dt.UTC).strftime("%d/%b/%Y:%H:%M:%S +0000")
+    return _request_second(int(when))
+
+
+@lru_cache(maxsize=8)
+def _request_second(second: int) -> str:
+    """``requestTime`` has whole seconds: formatted once per second, not per request."""
+    return dt.datetime.fromtimestamp(second, dt.UTC).strftime("%d/%b/%Y:%H:%M:%S +0000")
 
 
 def event_v2(req: Incoming) -> dict[str, Any]:

@@ -27,6 +27,10 @@ CONNECTIONS = "apigw.connections"
 KEYS = "apigw.apikeys"
 PLANS = "apigw.usageplans"
 _ID = string.ascii_lowercase + string.digits
+#: how long the data plane trusts an API document it read before reading it again:
+#: a change made through this node applies at once, one made on another node
+#: (scale-out) within this many seconds
+SERVING_TTL = 1.0
 
 
 def new_id(length: int = 10) -> str:
@@ -48,7 +52,10 @@ class ApiStore:
 
     def __init__(self, app: App) -> None:
         self.app = app
-        self._parsed: dict[str, tuple[bytes, dict[str, Any]]] = {}
+        #: api id -> (when read, stored bytes, parsed document) for the data plane
+        self._parsed: dict[str, tuple[float, bytes, dict[str, Any]]] = {}
+        #: bumped by every change made here: a read that overlapped one is not cached
+        self._writes = 0
 
     async def get(self, api_id: str, v2: bool | None = None) -> dict[str, Any]:
         raw = await self.app.store.read(lambda txn: txn.get(APIS, pack(api_id)))
@@ -64,24 +71,35 @@ class ApiStore:
         return None if raw is None else dict(orjson.loads(raw))
 
     async def find_serving(self, api_id: str) -> dict[str, Any] | None:
-        """The API document for the data plane, parsed once per stored version: the
-        record is still read each request (another node may have changed it) but an
-        unchanged one is not parsed again. Callers must not modify the result."""
+        """The API document for the data plane. Kept in memory for ``SERVING_TTL``
+        seconds (changes made through this store drop it at once), then read again
+        and parsed only if the stored record changed. Callers must not modify it."""
+        cached = self._parsed.get(api_id)
+        clock = time.monotonic()
+        if cached is not None and clock - cached[0] < SERVING_TTL:
+            return cached[2]
+        writes = self._writes
         raw = await self.app.store.read(lambda txn: txn.get(APIS, pack(api_id)))
         if raw is None:
             self._parsed.pop(api_id, None)
             return None
         cached = self._parsed.get(api_id)
-        if cached is not None and cached[0] == raw:
-            return cached[1]
-        api: dict[str, Any] = orjson.loads(raw)
-        if len(self._parsed) > 1024:
-            self._parsed.clear()
-        self._parsed[api_id] = (raw, api)
+        api: dict[str, Any] = cached[2] if cached is not None and cached[1] == raw else orjson.loads(raw)
+        if writes == self._writes:
+            if len(self._parsed) > 1024:
+                self._parsed.clear()
+            self._parsed[api_id] = (clock, raw, api)
         return api
 
+    def _changed(self, api_id: str) -> None:
+        self._writes += 1
+        self._parsed.pop(api_id, None)
+
     async def put(self, api: dict[str, Any]) -> None:
-        await self.app.store.write(lambda txn: txn.put(APIS, pack(api["Id"]), orjson.dumps(api)))
+        try:
+            await self.app.store.write(lambda txn: txn.put(APIS, pack(api["Id"]), orjson.dumps(api)))
+        finally:
+            self._changed(str(api["Id"]))
 
     async def change(self, api_id: str, v2: bool, fn: Callable[[dict[str, Any]], Any]) -> Any:
         """Apply ``fn`` to the API document atomically; returns what ``fn`` returns."""
@@ -98,7 +116,10 @@ class ApiStore:
             txn.put(APIS, pack(api_id), orjson.dumps(api))
             return result
 
-        return await self.app.store.write(update)
+        try:
+            return await self.app.store.write(update)
+        finally:
+            self._changed(api_id)
 
     async def all(self, version: int) -> list[dict[str, Any]]:
         rows = await self.app.store.read(lambda txn: txn.scan(APIS))
@@ -109,7 +130,10 @@ class ApiStore:
             txn.delete(APIS, pack(api_id))
             txn.delete_prefix(DEPLOYMENTS, pack(api_id))
 
-        await self.app.store.write(delete)
+        try:
+            await self.app.store.write(delete)
+        finally:
+            self._changed(api_id)
 
     async def deployment(self, api_id: str, deployment_id: str) -> dict[str, Any] | None:
         raw = await self.app.store.read(lambda txn: txn.get(DEPLOYMENTS, pack(api_id, deployment_id)))
