@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from importlib import resources
 from urllib.parse import parse_qsl
 
+import orjson
+
+from nubes.app import App
 from nubes.aws.errors import AwsError
 from nubes.aws.protocol.types import WireResponse
-from nubes.console import api
+from nubes.console import api, session
+from nubes.gateway.auth import REVOKED_TOPIC, Authenticator
 from nubes.services.base import HttpRequest, Provider
 
 log = logging.getLogger(__name__)
@@ -19,10 +24,28 @@ _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=
 _STATIC = re.compile(r"^/static/(?P<file>[A-Za-z0-9_-]+\.(?:html|js|css|svg))$")
 
 
-def _json(doc: object, status: int = 200) -> WireResponse:
+#: the largest sign-in body read (two keys and an STS session token fit many times)
+_SIGNIN_BYTES = 16 * 1024
+
+
+def _json(doc: object, status: int = 200, headers: dict[str, str] | None = None) -> WireResponse:
     return WireResponse(
-        status, {"Content-Type": "application/json", "Cache-Control": "no-store"}, api.dumps(doc)
+        status,
+        {"Content-Type": "application/json", "Cache-Control": "no-store", **(headers or {})},
+        api.dumps(doc),
     )
+
+
+def _error(code: str, message: str, status: int) -> WireResponse:
+    return _json({"error": {"code": code, "message": message}}, status)
+
+
+def _https(request: HttpRequest) -> bool:
+    """Whether the browser reached nubes over https (the session cookie is then
+    ``Secure``). A forwarded-proto header only ever adds that flag, so trusting it
+    costs nothing."""
+    scheme = getattr(request, "scheme", "http")
+    return scheme == "https" or request.headers.get("x-forwarded-proto", "").lower() == "https"
 
 
 def _static(name: str) -> WireResponse:
@@ -36,7 +59,37 @@ def _static(name: str) -> WireResponse:
 
 
 class ConsoleProvider(Provider):
-    """``/_nubes/console``: the page, ``/static/<file>`` and ``/api/<name>``."""
+    """``/_nubes/console``: the page, ``/static/<file>`` and ``/api/<name>``.
+
+    The page and its static files load for anyone; the API answers a client that
+    must sign in (see ``nubes.console.session``) only with a valid session cookie,
+    except ``session`` (am I signed in?), ``signin`` and ``signout``.
+    """
+
+    def __init__(self, app: App) -> None:
+        super().__init__(app)
+        # the gateway's own resolution of access keys: configured credentials, then
+        # STS temporary credentials in the store (with their session token and expiry)
+        self._auth = Authenticator(dict(app.settings.credentials), lambda: app.store)
+        app.bus.subscribe(REVOKED_TOPIC, lambda key: self._auth.forget(str(key)))
+        self._key: bytes | None = None
+
+    async def _secret(self, access_key: str, session_token: str | None) -> str:
+        """The current secret of ``access_key``; an AwsError when it is unknown or expired."""
+        # Authenticator has no public lookup (only verify(), which needs a signed
+        # request); this is the same resolution the gateway applies to every AWS call
+        return await self._auth._secret(access_key, session_token, "json")
+
+    async def _session_key(self) -> bytes:
+        if self._key is None:
+            self._key = await session.load_key(self.app.store)
+        return self._key
+
+    async def _session(self, request: HttpRequest) -> session.Session | None:
+        token = session.cookie_value(request.headers)
+        if not token:
+            return None
+        return await session.verify(await self._session_key(), token, self._secret)
 
     async def http_console(self, request: HttpRequest, match: re.Match[str]) -> WireResponse:
         """Route one console request."""
@@ -64,6 +117,15 @@ class ConsoleProvider(Provider):
                     }
                 },
                 403,
+            )
+        if name in ("session", "signin", "signout"):
+            return await self._session_api(request, name)
+        required = session.signin_required(self.app.settings, request.client_ip)
+        if required and await self._session(request) is None:
+            return _error(
+                "SignInRequired",
+                "sign in with an access key id and secret access key nubes accepts",
+                401,
             )
         query = dict(
             parse_qsl(request.query_string.decode("utf-8", "replace"), keep_blank_values=True)
@@ -93,6 +155,57 @@ class ConsoleProvider(Provider):
         except Exception as exc:
             log.exception("console API %s failed", name)
             return _json(api.error_doc(exc), 500)
+
+    async def _session_api(self, request: HttpRequest, name: str) -> WireResponse:
+        """``GET session``, ``POST signin`` and ``POST signout``."""
+        if name == "session" and request.method == "GET":
+            required = session.signin_required(self.app.settings, request.client_ip)
+            current = await self._session(request) if required else None
+            return _json({"required": required, "signed_in": current is not None,
+                          "access_key": current.access_key if current else None,
+                          "expires": current.expires if current else None})  # fmt: skip
+        if name == "signout" and request.method == "POST":
+            return _json(
+                {"signed_in": False},
+                headers={"Set-Cookie": session.clear_cookie(secure=_https(request))},
+            )
+        if name == "signin" and request.method == "POST":
+            return await self._signin(request)
+        return _error("NotFound", f"no console API {request.method} {name}", 404)
+
+    async def _signin(self, request: HttpRequest) -> WireResponse:
+        """Check an access key pair as the gateway would; a session cookie when it holds."""
+        if len(request.body) > _SIGNIN_BYTES:
+            return _error("BadRequest", "the sign-in request is too large", 400)
+        try:
+            doc = orjson.loads(request.body or b"{}")
+        except orjson.JSONDecodeError:
+            return _error("BadRequest", "the sign-in request is not JSON", 400)
+        fields = doc if isinstance(doc, dict) else {}
+        access_key = fields.get("accessKeyId")
+        secret = fields.get("secretAccessKey")
+        token = fields.get("sessionToken") or None
+        if not (isinstance(access_key, str) and access_key and isinstance(secret, str) and secret):
+            return _error("BadRequest", "accessKeyId and secretAccessKey are required", 400)
+        if token is not None and not isinstance(token, str):
+            return _error("BadRequest", "sessionToken must be a string", 400)
+        try:
+            expected: str | None = await self._secret(access_key, token)
+        except AwsError as exc:
+            if exc.code.startswith("ExpiredToken"):
+                return _error("ExpiredToken", "these temporary credentials have expired", 401)
+            expected = None
+        if expected is None or not session.secrets_match(expected, secret):
+            return _error(
+                "InvalidCredentials", "the access key id or secret access key is wrong", 401
+            )
+        now = time.time()
+        issued = session.issue(await self._session_key(), access_key, expected, token, now=now)
+        expires = int(now + session.SESSION_SECONDS)
+        return _json(
+            {"signed_in": True, "access_key": access_key, "expires": expires},
+            headers={"Set-Cookie": session.set_cookie(issued, secure=_https(request))},
+        )
 
     async def _object(self, query: dict[str, str]) -> WireResponse:
         """An S3 object's bytes, streamed (the listing's download link)."""
