@@ -2,7 +2,11 @@
 (8 concurrent connections), on nubes (durable store) against MiniStack and moto's
 server measured in the same run; Query latency for 100 items of a big partition.
 
-    python -m benchmarks.dynamodb [--duration 3] [--skip-peers] [--partition 20000] [--memory-items 0]
+    python -m benchmarks.dynamodb [--quick] [--duration 3] [--skip-peers] [--partition 20000] [--memory-items 0]
+
+Throughput on a shared, busy machine swings with whatever else runs; each
+server's CPU time per operation swings much less, so the comparison is also
+given as operations per server CPU second (``*_cpu_vs_*``).
 """
 
 from __future__ import annotations
@@ -112,7 +116,10 @@ def main() -> None:
     parser.add_argument("--skip-peers", action="store_true", help="do not run MiniStack and moto")
     parser.add_argument("--partition", type=int, default=20000, help="items in the Query partition (0: skip)")
     parser.add_argument("--memory-items", type=int, default=0, help="items stored to watch server RSS (0: skip)")
+    parser.add_argument("--quick", action="store_true", help="1.5 s per measurement, no Query or memory runs")
     args = parser.parse_args()
+    if args.quick:
+        args.duration, args.partition, args.memory_items = 1.5, 0, 0
     tmp = Path(tempfile.mkdtemp(prefix="bench-ddb-"))
     port = free_port()
     nubes = start("nubes", [PYTHON, "-m", "nubes", "up", "--port", str(port), "--data-dir", str(tmp / "nubes")], port, ready_path="/_nubes/health")
@@ -148,6 +155,12 @@ def main() -> None:
         for name, target in (("ministack", ">= 3x"), ("moto", ">= 15x")):
             if name in results:
                 emit("dynamodb", f"nubes_{op}_vs_{name}", ours, "ops/s", results[name][op].rps, target=target)  # type: ignore[attr-defined]
+        ours_cpu = results["nubes"][op].cpu_per_request_us  # type: ignore[attr-defined]
+        for name in ("ministack", "moto"):
+            theirs_cpu = results[name][op].cpu_per_request_us if name in results else 0.0  # type: ignore[attr-defined]
+            if ours_cpu and theirs_cpu:
+                emit("dynamodb", f"nubes_{op}_cpu_vs_{name}", 1e6 / ours_cpu, "ops/cpu-s", 1e6 / theirs_cpu,
+                     server_cpu_us_per_op=round(ours_cpu, 1), baseline_cpu_us_per_op=round(theirs_cpu, 1))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -188,8 +188,13 @@ def validate_item(item: Any) -> Item:
         raise validation("Item must be a map")
     out: Item = {}
     for name, value in item.items():
-        check_attribute_name(name)
-        out[name] = validate_value(value)
+        if not name or len(name) > 16383:
+            check_attribute_name(name)
+        # strings, binary and booleans pass as they are: skip the call for them
+        if type(value) is dict and len(value) == 1 and ("S" in value or "B" in value or "BOOL" in value):
+            out[name] = value
+        else:
+            out[name] = validate_value(value)
     return out
 
 
