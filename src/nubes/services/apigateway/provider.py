@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import time
-import uuid
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -21,6 +20,7 @@ import orjson
 
 from nubes.app import App
 from nubes.aws.errors import not_implemented
+from nubes.aws.ids import new_request_id
 from nubes.aws.protocol.types import WireResponse
 from nubes.services.apigateway.operations import OPERATIONS
 from nubes.services.apigateway.payloads import MAX_PAYLOAD, Incoming, json_response
@@ -188,7 +188,7 @@ class ApiGatewayProvider(Provider):
         host = request.headers.get("host", "").split(":")[0]
         req = Incoming(request.method, rest, request.query_string.decode("latin-1"), dict(request.headers), request.body,
                        request.client_ip, api_id, stage_name, host or f"{api_id}.execute-api.localhost",
-                       str(uuid.uuid4()), self.app.settings.account_id, started=time.time())  # fmt: skip
+                       new_request_id(), self.app.settings.account_id, started=time.time())  # fmt: skip
         begun = time.perf_counter()
         if api["Version"] == 2:
             response = await self.http.serve(snapshot, stage, req, quote(request.path))
