@@ -20,6 +20,8 @@ function h(tag, attrs, ...children) {
 }
 
 class ApiError extends Error {}
+/** The console answered 401 SignInRequired: the sign-in form is on screen instead. */
+class SignInRequired extends ApiError {}
 
 async function api(name, params = {}, options = {}) {
   const all = { region: localStorage.getItem("nubes.region") || "", ...params };
@@ -28,6 +30,10 @@ async function api(name, params = {}, options = {}) {
   const response = await fetch(API + name + (qs ? "?" + qs : ""), { ...options, headers });
   let doc;
   try { doc = await response.json(); } catch { throw new ApiError(`${response.status} ${response.statusText}`); }
+  if (response.status === 401 && doc.error && doc.error.code === "SignInRequired") {
+    showSignIn();
+    throw new SignInRequired(doc.error.message);
+  }
   if (!response.ok || doc.error) {
     const e = doc.error || {};
     throw new ApiError(`${e.code || response.status}: ${e.message || response.statusText}`);
@@ -56,7 +62,10 @@ async function panel(title, build) {
   const token = (panel.token = (panel.token || 0) + 1);
   main.replaceChildren(h("h1", {}, title), h("p", { class: "muted" }, "Loading…"));
   let body;
-  try { body = await build(); } catch (e) { body = errorBox(e); }
+  try { body = await build(); } catch (e) {
+    if (e instanceof SignInRequired) return; // the form replaced this panel
+    body = errorBox(e);
+  }
   if (token === panel.token) main.replaceChildren(h("h1", {}, title), ...[body].flat(Infinity).filter((x) => x !== null && x !== undefined));
 }
 
@@ -270,13 +279,68 @@ function route() {
   panel(title, () => views[view](...args));
 }
 
+// -- sign-in -----------------------------------------------------------------------
+// A client off this machine signs in with an access key pair nubes accepts; the
+// session lives in an HttpOnly cookie the page never sees.
+
+/** Replace the page's panel with the sign-in form (once, however many calls were refused). */
+function showSignIn() {
+  panel.token = (panel.token || 0) + 1; // a panel still loading must not replace the form
+  if (document.getElementById("signin")) return;
+  const field = (label, name, type = "text", extra = {}) => h("label", {}, label,
+    h("input", { type, name, autocomplete: "off", spellcheck: "false", ...extra }));
+  const message = h("div", { class: "error", hidden: true });
+  const form = h("form", { id: "signin", class: "signin" },
+    h("p", { class: "muted" }, "This nubes requires signed requests. Sign in with an access key id and secret access key it accepts (the credentials your SDK uses)."),
+    field("Access key id", "accessKeyId", "text", { required: true, autofocus: true }),
+    field("Secret access key", "secretAccessKey", "password", { required: true }),
+    field("Session token (temporary credentials only)", "sessionToken"),
+    message, h("button", { type: "submit" }, "Sign in"));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const data = Object.fromEntries(new FormData(form));
+    if (!data.sessionToken) delete data.sessionToken;
+    message.hidden = true;
+    let doc = {};
+    const response = await fetch(API + "signin", { method: "POST", body: JSON.stringify(data),
+      headers: { "X-Nubes-Console": "1", "Content-Type": "application/json" } });
+    try { doc = await response.json(); } catch { doc = {}; }
+    if (!response.ok) {
+      message.textContent = (doc.error && doc.error.message) || `${response.status} ${response.statusText}`;
+      message.hidden = false;
+      return;
+    }
+    showSession(doc);
+    route();
+    loadRegions();
+  });
+  main.replaceChildren(h("h1", {}, "Sign in"), form);
+}
+
+/** The header's "signed in as" and sign-out button, when this client has a session. */
+function showSession(state) {
+  const box = document.getElementById("session");
+  if (!state.signed_in) { box.replaceChildren(); return; }
+  const out = async () => {
+    await fetch(API + "signout", { method: "POST", headers: { "X-Nubes-Console": "1" } });
+    box.replaceChildren();
+    showSignIn();
+  };
+  box.replaceChildren(h("span", { class: "who" }, state.access_key), h("button", { class: "secondary", id: "signout", onclick: out }, "Sign out"));
+}
+
+const REGIONS = ["us-east-1", "us-east-2", "us-west-1", "us-west-2", "eu-west-1", "eu-central-1", "ap-southeast-1", "ap-northeast-1"];
+function loadRegions() {
+  api("overview").then((d) => {
+    document.getElementById("endpoint").textContent = d.health.endpoint;
+    const current = localStorage.getItem("nubes.region") || d.health.region;
+    const select = document.getElementById("region");
+    select.replaceChildren(...[...new Set([d.health.region, current, ...REGIONS])].map((r) => h("option", { value: r, selected: r === current }, r)));
+    select.onchange = () => { localStorage.setItem("nubes.region", select.value); route(); };
+  }).catch(() => {});
+}
+
 window.addEventListener("hashchange", route);
 route();
-const REGIONS = ["us-east-1", "us-east-2", "us-west-1", "us-west-2", "eu-west-1", "eu-central-1", "ap-southeast-1", "ap-northeast-1"];
-api("overview").then((d) => {
-  document.getElementById("endpoint").textContent = d.health.endpoint;
-  const current = localStorage.getItem("nubes.region") || d.health.region;
-  const select = document.getElementById("region");
-  select.replaceChildren(...[...new Set([d.health.region, current, ...REGIONS])].map((r) => h("option", { value: r, selected: r === current }, r)));
-  select.onchange = () => { localStorage.setItem("nubes.region", select.value); route(); };
-}).catch(() => {});
+loadRegions();
+api("session").then(showSession).catch(() => {});
