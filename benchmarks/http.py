@@ -264,6 +264,7 @@ def run_loadtest(tmp: Path, duration: float, rps: int, concurrency: int) -> None
         base = run_loadtest_tool(f"http://127.0.0.1:{bare_port}/orders", duration, rps, concurrency, body)
     finally:
         bare.stop()
+    load_before = os.getloadavg()[0]
     port = free_port()
     nubes = start("nubes", [PYTHON, "-m", "nubes", "up", "--port", str(port), "--data-dir", str(tmp / "nubes")], port, ready_path="/_nubes/health")
     try:
@@ -275,7 +276,10 @@ def run_loadtest(tmp: Path, duration: float, rps: int, concurrency: int) -> None
         written = _items(port, table) - warm_items
     finally:
         nubes.stop()
-    common = {"tool": "loadtest", "concurrency": concurrency, "target_rps": rps, "seconds": duration}
+    # the machine is shared: its 1-minute load average says how much a tail is worth
+    common = {"tool": "loadtest", "concurrency": concurrency, "target_rps": rps, "seconds": duration,
+              "loadavg_1m_before": round(load_before, 2), "loadavg_1m_after": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()}  # fmt: skip
+    # items_written may exceed completed by the requests in flight when loadtest stopped
     emit("http", "loadtest_dynamodb_errors", got["errors"], "requests", None, completed=int(got["completed"]),
          items_written=written, target="0", **common)  # fmt: skip
     emit("http", "loadtest_dynamodb_p99", got["p99_ms"], "ms", base["p99_ms"], **common)
