@@ -9,6 +9,7 @@ import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -166,3 +167,17 @@ def test_http_api_has_no_management_api(nubes: NubesServer) -> None:
     url = f"{nubes.endpoint}/_nubes/execute-api/{api_id}/@connections/abc"
     status, _, body = _call(url, "POST", b"x", _signed(url, "POST", b"x"))
     assert (status, json.loads(body)) == (404, {"message": "Not Found"})
+
+
+def test_no_auth_server_takes_unsigned_management_calls(tmp_path: Path) -> None:
+    """``nubes up --no-auth`` verifies no signatures, here as on every AWS endpoint."""
+    with NubesServer(tmp_path, extra_args=["--no-auth"]) as server:
+        v2 = server.client("apigatewayv2")
+        api_id = v2.create_api(Name="open", ProtocolType="WEBSOCKET", RouteSelectionExpression="$request.body.action")["ApiId"]
+        v2.create_stage(ApiId=api_id, StageName="live", AutoDeploy=True)
+        with connect(f"ws://127.0.0.1:{server.port}/_nubes/execute-api/{api_id}/live") as ws:
+            ws.send("{}")  # no route: API Gateway's Forbidden answer names the connection
+            connection_id = json.loads(ws.recv(timeout=20))["connectionId"]
+            url = f"{server.endpoint}/_nubes/execute-api/{api_id}/live/@connections/{quote(connection_id, safe='')}"
+            assert _call(url, "POST", b"unsigned")[0] == 200
+            assert ws.recv(timeout=10) == "unsigned"
