@@ -52,6 +52,11 @@ _EXPRESSION_PARAMETERS = frozenset(
 )  # fmt: skip
 
 
+#: what a request without expressions prepares to (shared: nothing changes a
+#: Prepared after ``prepare`` returns it)
+_PLAIN = Prepared(EMPTY)
+
+
 def prepare(
     params: dict[str, Any],
     *,
@@ -63,7 +68,7 @@ def prepare(
 ) -> Prepared:
     """Parse and bind the expressions an operation takes."""
     if params.keys().isdisjoint(_EXPRESSION_PARAMETERS):  # the common plain Get/Put/Delete
-        return Prepared(EMPTY)
+        return _PLAIN
     names = params.get("ExpressionAttributeNames")
     values = params.get("ExpressionAttributeValues")
     expressions = [
