@@ -64,7 +64,9 @@ class S3Base(Provider):
         """Object bytes, under ``data_dir/blobs/s3`` (opened on first use): a directory
         of S3's own, so the orphan sweep can never touch another service's blobs."""
         if self._blobs is None:
-            self._blobs = BlobStore(self.app.settings.data_dir / "blobs" / "s3")
+            self._blobs = BlobStore(
+                self.app.settings.data_dir / "blobs" / "s3", durability=self.app.settings.durability
+            )
         return self._blobs
 
     async def chunk_signing(self, ctx: RequestContext) -> ChunkSigning | None:

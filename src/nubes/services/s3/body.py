@@ -351,12 +351,15 @@ async def receive_upload(
         more = True
         break
     data: bytes | None = None
+    # the SHA-256 of the whole body is only needed to check a signed payload hash
+    sha256 = len(content_sha) == _SIGNED_HASH_LEN
     if not more and store is not None:
         data = bytes(head)
         md5_hex = hashlib.md5(data, usedforsecurity=False).hexdigest()
-        info = BlobInfo(new_inline_id(), len(data), md5_hex, hashlib.sha256(data).hexdigest())
+        sha256_hex = hashlib.sha256(data).hexdigest() if sha256 else None
+        info = BlobInfo(new_inline_id(), len(data), md5_hex, sha256_hex)
     else:
-        info = await _write_blob(blobs, head, source)
+        info = await _write_blob(blobs, head, source, sha256=sha256)
     try:
         checksums = _verify(info, hashers, wanted, decoder, md5, content_sha, headers)
     except AwsError:
@@ -366,9 +369,11 @@ async def receive_upload(
     return Upload(info, checksums, data)
 
 
-async def _write_blob(blobs: BlobStore, head: bytes | bytearray, rest: AsyncIterator[bytes]) -> BlobInfo:
-    async with blobs.writer() as writer:
-        await writer.write(head)
+async def _write_blob(
+    blobs: BlobStore, head: bytes | bytearray, rest: AsyncIterator[bytes], *, sha256: bool
+) -> BlobInfo:
+    async with blobs.writer(sha256=sha256) as writer:
+        await writer.write(bytes(head))
         async for piece in rest:
             await writer.write(piece)
         return await writer.commit()
