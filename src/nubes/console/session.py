@@ -183,3 +183,34 @@ def clear_cookie(*, secure: bool) -> str:
     """``Set-Cookie`` that removes the session cookie."""
     flags = f"; Path={COOKIE_PATH}; Max-Age=0; HttpOnly; SameSite=Strict"
     return f"{COOKIE}={flags}" + ("; Secure" if secure else "")
+
+
+class FailedSignins:
+    """Failed sign-ins per client address: after ``limit`` in ``window`` seconds that
+    address is refused until its window ends, so a shared nubes's secret cannot be
+    guessed at network speed. Bounded: addresses are the clients' to choose."""
+
+    def __init__(self, limit: int = 10, window: float = 60.0, max_clients: int = 4096) -> None:
+        self.limit = limit
+        self.window = window
+        self.max_clients = max_clients
+        #: client address → (start of its window, failures in it)
+        self._failures: dict[str, tuple[float, int]] = {}
+
+    def blocked(self, client_ip: str, now: float) -> bool:
+        """Whether ``client_ip`` has used up its failures for now."""
+        start, count = self._failures.get(client_ip, (now, 0))
+        return now - start < self.window and count >= self.limit
+
+    def failed(self, client_ip: str, now: float) -> None:
+        """Count one failed sign-in of ``client_ip``."""
+        start, count = self._failures.get(client_ip, (now, 0))
+        if now - start >= self.window:
+            start, count = now, 0
+        if client_ip not in self._failures and len(self._failures) >= self.max_clients:
+            self._failures = {
+                ip: seen for ip, seen in self._failures.items() if now - seen[0] < self.window
+            }
+            if len(self._failures) >= self.max_clients:
+                self._failures.clear()
+        self._failures[client_ip] = (start, count + 1)

@@ -285,9 +285,7 @@ def test_loopback_and_no_auth_need_no_signin(tmp_path: Path) -> None:
 def test_signin_keeps_csrf_header_and_rejects_bad_input(tmp_path: Path) -> None:
     async def body(console: Console) -> None:
         payload = json.dumps({"accessKeyId": "test", "secretAccessKey": "test"}).encode()
-        no_header = await console.request(
-            "POST", "/_nubes/console/api/signin", payload, csrf=False
-        )
+        no_header = await console.request("POST", "/_nubes/console/api/signin", payload, csrf=False)
         assert no_header.status == 403 and "Set-Cookie" not in no_header.headers
         signout = await console.request("POST", "/_nubes/console/api/signout", csrf=False)
         assert signout.status == 403
@@ -299,5 +297,37 @@ def test_signin_keeps_csrf_header_and_rejects_bad_input(tmp_path: Path) -> None:
             assert "Set-Cookie" not in response.headers
         wrong_method = await console.request("GET", "/_nubes/console/api/signin")
         assert wrong_method.status == 404
+
+    _run(tmp_path, body)
+
+
+def test_failed_signins_are_limited_per_address() -> None:
+    limiter = session.FailedSignins(limit=3, window=60.0, max_clients=2)
+    for _ in range(3):
+        assert not limiter.blocked("192.0.2.5", 100.0)
+        limiter.failed("192.0.2.5", 100.0)
+    assert limiter.blocked("192.0.2.5", 130.0)
+    assert not limiter.blocked("192.0.2.6", 130.0)  # another address is not
+    assert not limiter.blocked("192.0.2.5", 160.0)  # the window ended
+    limiter.failed("192.0.2.5", 160.0)
+    assert not limiter.blocked("192.0.2.5", 161.0)  # a new window counts from one
+    # bounded: more addresses than it keeps forget the oldest windows, never grow
+    for n in range(10):
+        limiter.failed(f"198.51.100.{n}", 170.0 + n)
+    assert len(limiter._failures) <= 2
+
+
+def test_provider_refuses_a_guessing_address(tmp_path: Path) -> None:
+    async def body(console: Console) -> None:
+        for _ in range(console.provider._failed.limit):
+            assert (await console.signin(secret="guess")).status == 401
+        blocked = await console.signin()  # even the right secret, for now
+        assert blocked.status == 429 and "Set-Cookie" not in blocked.headers
+        other = await console.request(
+            "POST", "/_nubes/console/api/signin",
+            json.dumps({"accessKeyId": "test", "secretAccessKey": "test"}).encode(),
+            client_ip="192.0.2.78",
+        )  # fmt: skip
+        assert other.status == 200
 
     _run(tmp_path, body)

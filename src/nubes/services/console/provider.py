@@ -73,6 +73,7 @@ class ConsoleProvider(Provider):
         self._auth = Authenticator(dict(app.settings.credentials), lambda: app.store)
         app.bus.subscribe(REVOKED_TOPIC, lambda key: self._auth.forget(str(key)))
         self._key: bytes | None = None
+        self._failed = session.FailedSignins()
 
     async def _secret(self, access_key: str, session_token: str | None) -> str:
         """The current secret of ``access_key``; an AwsError when it is unknown or expired."""
@@ -189,6 +190,11 @@ class ConsoleProvider(Provider):
             return _error("BadRequest", "accessKeyId and secretAccessKey are required", 400)
         if token is not None and not isinstance(token, str):
             return _error("BadRequest", "sessionToken must be a string", 400)
+        now = time.time()
+        if self._failed.blocked(request.client_ip, now):
+            return _error(
+                "TooManyRequests", "too many failed sign-ins from this address; try later", 429
+            )
         try:
             expected: str | None = await self._secret(access_key, token)
         except AwsError as exc:
@@ -196,10 +202,10 @@ class ConsoleProvider(Provider):
                 return _error("ExpiredToken", "these temporary credentials have expired", 401)
             expected = None
         if expected is None or not session.secrets_match(expected, secret):
+            self._failed.failed(request.client_ip, now)
             return _error(
                 "InvalidCredentials", "the access key id or secret access key is wrong", 401
             )
-        now = time.time()
         issued = session.issue(await self._session_key(), access_key, expected, token, now=now)
         expires = int(now + session.SESSION_SECONDS)
         return _json(
