@@ -331,3 +331,34 @@ def test_provider_refuses_a_guessing_address(tmp_path: Path) -> None:
         assert other.status == 200
 
     _run(tmp_path, body)
+
+
+def test_cookie_is_secure_when_the_browser_used_https(tmp_path: Path) -> None:
+    body_bytes = json.dumps({"accessKeyId": "test", "secretAccessKey": "test"}).encode()
+
+    async def body(console: Console) -> None:
+        forwarded = HttpRequest(
+            "POST", "/_nubes/console/api/signin", b"",
+            {"x-nubes-console": "1", "x-forwarded-proto": "https"}, body_bytes, client_ip=REMOTE,
+        )  # fmt: skip
+        # the field the gateway would set for its TLS listener (not in HttpRequest yet)
+        direct = HttpRequest(
+            "POST", "/_nubes/console/api/signin", b"", {"x-nubes-console": "1"}, body_bytes,
+            client_ip=REMOTE,
+        )  # fmt: skip
+        setattr(direct, "scheme", "https")  # noqa: B010
+        for request in (forwarded, direct):
+            match = ROUTE.match(request.path)
+            assert match is not None
+            response = await console.provider.http_console(request, match)
+            assert response.status == 200
+            assert response.headers["Set-Cookie"].endswith("; Secure")
+        signout = await console.request("POST", "/_nubes/console/api/signout")
+        assert "Secure" not in signout.headers["Set-Cookie"]
+        forwarded.path = "/_nubes/console/api/signout"
+        match = ROUTE.match(forwarded.path)
+        assert match is not None
+        cleared = await console.provider.http_console(forwarded, match)
+        assert cleared.headers["Set-Cookie"].endswith("; Secure")
+
+    _run(tmp_path, body)
