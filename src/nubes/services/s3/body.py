@@ -385,6 +385,15 @@ def put_inline(txn: Txn, rows: dict[str, bytes]) -> None:
         txn.put(INLINE, inline_id.encode(), data)
 
 
+def drop_inline(txn: Txn, ids: list[str]) -> list[str]:
+    """Delete the inline rows among ``ids`` inside the write that unreferenced them;
+    returns the blob ids, whose files go once that write has committed."""
+    for inline_id in ids:
+        if inline_id.startswith("i"):
+            txn.delete(INLINE, inline_id.encode())
+    return [blob_id for blob_id in ids if not blob_id.startswith("i")]
+
+
 async def discard(blobs: BlobStore, store: Store | None, ids: list[str]) -> None:
     """Delete object data no version or part references any more."""
     inline = [i for i in ids if i.startswith("i")]

@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl, unquote
 from nubes.aws.errors import AwsError
 from nubes.services.base import RequestContext
 from nubes.services.s3.base import S3Base
-from nubes.services.s3.body import Upload, drain, put_inline, receive_upload
+from nubes.services.s3.body import Upload, drain, drop_inline, put_inline, receive_upload
 from nubes.services.s3.buckets import (
     acl_from_policy,
     acl_grants,
@@ -119,7 +119,8 @@ class ObjectOps(S3Base):
 
         def write(txn: Txn) -> list[str]:
             put_inline(txn, rows)
-            return make_current(txn, bucket, record, events, conditions)
+            # replaced inline bytes go in this same write (one commit per PUT, not two)
+            return drop_inline(txn, make_current(txn, bucket, record, events, conditions))
 
         try:
             dropped = await self.app.store.write(write)
