@@ -10,7 +10,7 @@ index are built on its first request.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -19,12 +19,30 @@ from botocore.model import OperationModel, ServiceModel, Shape, StructureShape
 
 from nubes.aws.facts import LOADER, ServiceFacts, facts_from_metadata, service_facts
 
+#: adjustments services make to nubes' own copy of their model, by model name
+_MODEL_PATCHES: dict[str, list[Callable[[ServiceModel], None]]] = {}
+#: names of the models loaded so far (each once: ``service_model`` caches them)
+_LOADED: set[str] = set()
+
 
 @cache
 def service_model(name: str) -> ServiceModel:
-    """The botocore model of a service (``ssm``, ``s3``, ...)."""
+    """The botocore model of a service (``ssm``, ``s3``, ...), with its patches applied."""
     data = LOADER.load_service_model(name, "service-2")
-    return ServiceModel(data, service_name=name)
+    model = ServiceModel(data, service_name=name)
+    for patch in _MODEL_PATCHES.get(name, ()):
+        patch(model)
+    _LOADED.add(name)
+    return model
+
+
+def on_model_load(name: str, patch: Callable[[ServiceModel], None]) -> None:
+    """Run ``patch`` on nubes' copy of ``name``'s model when it is loaded (at once if it
+    already is), before any request uses it — so a service package that adjusts its
+    model (SQS relaxes an enum) need not load it at import, i.e. at server start-up."""
+    _MODEL_PATCHES.setdefault(name, []).append(patch)
+    if name in _LOADED:
+        patch(service_model(name))
 
 
 def client_protocol(model: ServiceModel) -> str:

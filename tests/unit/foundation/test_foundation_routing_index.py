@@ -158,3 +158,21 @@ def test_unsigned_rest_request_is_s3() -> None:
 def test_metadata_read_from_the_head_includes_what_sdk_extras_merge(name: str) -> None:
     # secretsmanager's sdk-extras changes serviceId; s3's adds a shape (not metadata)
     assert _read_metadata(LOADER, name) == dict(Loader().load_service_model(name, "service-2")["metadata"])
+
+
+def test_model_patches_run_when_the_model_loads_or_at_once_if_it_is_loaded() -> None:
+    result = _run(
+        """
+        import json
+        from nubes.aws import spec
+        seen = []
+        spec.on_model_load("sts", lambda m: seen.append(("sts", m.service_name)))
+        before = list(seen)
+        spec.service_model("sts")
+        spec.service_model("sts")  # cached: patched once
+        spec.service_model("kms")
+        spec.on_model_load("kms", lambda m: seen.append(("kms", m.service_name)))
+        print(json.dumps({"before": before, "seen": seen}))
+        """
+    )
+    assert result == {"before": [], "seen": [["sts", "sts"], ["kms", "kms"]]}
