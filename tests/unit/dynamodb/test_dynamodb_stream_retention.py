@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from nubes.app import App
@@ -251,3 +252,36 @@ def test_new_stream_label_avoids_taken_labels() -> None:
     assert len({first["arn"], second["arn"], third["arn"]}) == 3
     assert first["label"] < second["label"] < third["label"]
     assert len({first["log"], second["log"], third["log"]}) == 3
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_trim_drops_every_expired_record_in_batches(tmp_path: Path, backend: str) -> None:
+    _run(tmp_path, _trim_drops_every_expired_record_in_batches, backend)
+
+
+async def _trim_drops_every_expired_record_in_batches(app: App) -> None:
+    now = time.time()
+    log = "dynamodb.stream.test-trim"
+    # 2,345 records from more than a day ago, then 200 recent ones, each out of
+    # order by a second here and there (as concurrent commits leave them)
+    created = [now - DAY - 3600 + i // 7 - i % 2 for i in range(2345)] + [now - 60 + i % 3 for i in range(200)]
+
+    def fill(txn: Any) -> None:
+        for when in created:
+            txn.append(log, orjson.dumps({"dynamodb": {"ApproximateCreationDateTime": int(when)}}))
+
+    await app.store.write(fill)
+    stream = {"log": log}
+    batches = []
+    while True:
+        trimmed = await app.store.write(lambda txn: streams.trim_stream(txn, stream=stream, now=now, limit=1000))
+        batches.append(trimmed)
+        if not trimmed:
+            break
+    assert batches == [1000, 1000, 345, 0]
+    first, last = await app.store.read(lambda txn: txn.log_bounds(log))
+    assert (first, last) == (2346, 2545)
+    # nothing old is left, nothing recent went
+    assert await app.store.write(lambda txn: streams.trim_stream(txn, stream=stream, now=now)) == 0
+    assert await app.store.write(lambda txn: streams.trim_stream(txn, stream=stream, now=now + DAY)) == 200
+    assert await app.store.read(lambda txn: txn.log_bounds(log)) == (0, 0)

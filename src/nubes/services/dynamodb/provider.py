@@ -376,11 +376,17 @@ class DynamoDbProvider(Provider):
                     break
             if trim:
                 for stream in table_streams:
-                    at = time.time() if now is None else now
-                    await self.app.store.write(partial(streams.trim_stream, stream=stream, now=at))
+                    await self._trim(stream, now)
         if trim:
             await self._trim_retired(now)
         return deleted
+
+    async def _trim(self, stream: dict[str, Any], now: float | None) -> None:
+        """Drop a stream's records older than 24 hours, a batch per transaction."""
+        while True:
+            at = time.time() if now is None else now
+            if not await self.app.store.write(partial(streams.trim_stream, stream=stream, now=at)):
+                return
 
     async def _trim_retired(self, now: float | None) -> None:
         """Trim the streams of deleted tables; forget those past their 24 hours."""
@@ -389,5 +395,5 @@ class DynamoDbProvider(Provider):
             if stream_expired(stream, at):
                 await self.app.store.write(partial(streams.drop_retired, key=key, stream=stream))
             else:
-                await self.app.store.write(partial(streams.trim_stream, stream=stream, now=at))
+                await self._trim(stream, now)
 

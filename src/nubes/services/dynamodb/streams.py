@@ -251,22 +251,40 @@ def get_records(txn: Txn, params: dict[str, Any], now: float) -> dict[str, Any]:
     return out
 
 
-def trim_stream(txn: Txn, *, stream: dict[str, Any], now: float) -> int:
-    """Drop records older than 24 hours; returns how many."""
+#: records one trim transaction drops at most (the sweep runs more until done)
+TRIM_BATCH = 10_000
+
+
+def _created(txn: Txn, log: str, at: int) -> tuple[int, float] | None:
+    """(position, creation time) of the first record at or after ``at``."""
+    rows = txn.read_log(log, after=at - 1, limit=1)
+    if not rows:
+        return None
+    return rows[0][0], float(orjson.loads(rows[0][1])["dynamodb"]["ApproximateCreationDateTime"])
+
+
+def trim_stream(txn: Txn, *, stream: dict[str, Any], now: float, limit: int = TRIM_BATCH) -> int:
+    """Drop up to ``limit`` records older than 24 hours; returns how many.
+
+    Records are in creation order (to within the second a request may wait
+    for its commit), so a binary search over positions finds the first one to
+    keep in a few reads, however many records the stream holds."""
     cutoff = now - RETENTION_SECONDS
-    first, _ = txn.log_bounds(stream["log"])
+    log = stream["log"]
+    first, last = txn.log_bounds(log)
     if not first:
         return 0
-    keep = None
-    for position, raw in txn.read_log(stream["log"], after=first - 1, limit=1000):
-        created = orjson.loads(raw)["dynamodb"]["ApproximateCreationDateTime"]
-        if created >= cutoff:
-            keep = position
-            break
-    if keep is None:
-        _, last = txn.log_bounds(stream["log"])
-        keep = last + 1 if last - first < 1000 else first + 1000
-    return txn.trim_log(stream["log"], before=keep)
+    low, high = first, min(last + 1, first + limit)  # the first to keep lies in [low, high]
+    while low < high:
+        middle = (low + high) // 2
+        found = _created(txn, log, middle)
+        if found is None or found[0] >= high:
+            high = middle
+        elif found[1] >= cutoff:
+            high = found[0]
+        else:
+            low = found[0] + 1
+    return txn.trim_log(log, before=low)
 
 
 def retired_streams(txn: Txn) -> list[tuple[bytes, dict[str, Any]]]:
