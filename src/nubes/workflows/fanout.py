@@ -6,6 +6,11 @@ history (``MapIteration*``, branch states). A distributed Map runs its items as 
 the parent shows ``MapRunStarted`` and ``MapRunSucceeded``/``MapRunFailed``.
 Items come from the input or an ``ItemReader`` (S3 object or listing), can be
 batched (``ItemBatcher``) and results written to S3 (``ResultWriter``).
+
+Durable executions checkpoint a Parallel/Map once its branches start (``fanout``),
+and every branch, iteration and child workflow checkpoints on its own path (see
+:mod:`nubes.workflows.interpreter`): after a restart finished ones return their
+stored result and the others resume where they stood.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import csv
 import io
 import uuid
 from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -28,7 +34,7 @@ from nubes.workflows.errors import (
     RUNTIME,
     StatesError,
 )
-from nubes.workflows.history import TaskRequest
+from nubes.workflows.history import Checkpoint, TaskRequest
 
 if TYPE_CHECKING:
     from nubes.workflows.dataflow import Frame
@@ -61,45 +67,111 @@ async def first_error(coros: Sequence[Awaitable[Any]], limit: int = 0) -> list[A
             await asyncio.gather(*pending, return_exceptions=True)
 
 
-def _branch(interp: Interpreter, parent: Thread, machine: Any, *,
-            child_workflow: bool = False) -> Thread:
-    """A thread for a branch or iteration: it reads the outer variables (a copy, so
-    its assignments stay inside) — except a distributed Map's child workflows, which
-    see none and are not part of the parent's history."""
+def _branch(interp: Interpreter, parent: Thread, state: State, index: int, machine: Any, *,
+            child_workflow: bool = False) -> tuple[Thread, Checkpoint | None]:
+    """A thread for branch/iteration ``index`` of ``state`` and, after a restart, its
+    stored checkpoint. It reads the outer variables (a copy, so its assignments stay
+    inside) — except a distributed Map's child workflows, which see none and are not
+    part of the parent's history."""
     from nubes.workflows.interpreter import Thread
 
     variables = {} if child_workflow else dict(parent.variables)
-    return Thread(machine, variables, parent.last_event_id,
-                  silent=parent.silent or child_workflow)
+    thread = Thread(machine, variables, parent.last_event_id,
+                    silent=parent.silent or child_workflow, path=(*parent.path, state.name, index))
+    stored = interp.resumed_branches.pop(thread.path, None) if interp.resumed_branches else None
+    if stored is not None:
+        thread.dirty = True
+        if stored.phase not in ("done", "failed"):
+            thread.variables = dict(stored.variables)
+            thread.last_event_id = stored.previous_event_id
+    return thread, stored
+
+
+async def _run_branch(interp: Interpreter, thread: Thread, stored: Checkpoint | None,
+                      value: Any) -> Any:
+    """Run a branch from its start, or from where its stored checkpoint stands."""
+    if stored is None:
+        return await interp.run_machine(thread, thread.machine.start_at, value)
+    return await interp.run_machine(thread, stored.state, stored.input, stored)
+
+
+async def _finished(interp: Interpreter, thread: Thread, output: Any,
+                    phase: str = "done") -> None:
+    """Record the end of a branch that wrote checkpoints, so a restart does not run it
+    again (one that wrote none only ran side-effect-free states: it just runs again)."""
+    if interp.durable and thread.dirty:
+        await interp.flush(interp.done_checkpoint(thread, output, phase), thread)
+
+
+@dataclass
+class _Fanout:
+    """What a Parallel/Map attempt needs to checkpoint and resume its fan-out."""
+
+    thread: Thread
+    state: State
+    raw: Any
+    counts: list[int]
+    #: the stored ``fanout`` checkpoint the first attempt after a restart resumes
+    resume: Checkpoint | None
+
+    def take_resume(self) -> Checkpoint | None:
+        """The checkpoint to resume (only for the first attempt)."""
+        resume, self.resume = self.resume, None
+        return resume if resume is not None and resume.phase == "fanout" else None
+
+    async def started(self, interp: Interpreter, **extra: Any) -> None:
+        """Checkpoint the state: its branches are about to start."""
+        if interp.durable:
+            await interp.flush(interp._checkpoint(
+                self.thread, self.state.name, self.raw, phase="fanout",
+                retry_counts=list(self.counts), **extra), self.thread)
+
+
+def _fanout(thread: Thread, state: State, raw: Any, resume: Checkpoint | None) -> _Fanout:
+    counts = list(resume.retry_counts) if resume and resume.retry_counts else [0] * len(
+        state.retry)
+    return _Fanout(thread, state, raw, counts, resume)
 
 
 async def run_parallel(
-    interp: Interpreter, thread: Thread, state: State, raw: Any
+    interp: Interpreter, thread: Thread, state: State, raw: Any, resume: Checkpoint | None = None
 ) -> tuple[str | None, Any]:
     """Run every branch on the same input; the output is the list of their outputs."""
+    fan = _fanout(thread, state, raw, resume)
+
+    async def one(index: int, machine: Any, value: Any) -> Any:
+        branch, stored = _branch(interp, thread, state, index, machine)
+        if stored is not None and stored.phase == "done":
+            return stored.output
+        output = await _run_branch(interp, branch, stored, value)
+        await _finished(interp, branch, output)
+        return output
 
     async def attempt(tries: int) -> Any:
         frame = interp.frame(thread, state, interp.clock(), tries)
         value = dataflow.state_input(state, raw, frame)
-        interp.emit(thread, "ParallelStateStarted")
-        branches = [_branch(interp, thread, m) for m in state.branches]
+        if fan.take_resume() is None:
+            interp.emit(thread, "ParallelStateStarted")
+            await fan.started(interp)
         try:
             results = await first_error(
-                [interp.run_machine(b, b.machine.start_at, value) for b in branches])
+                [one(i, m, value) for i, m in enumerate(state.branches)])
         except StatesError:
             interp.emit(thread, "ParallelStateFailed")
             raise
         interp.emit(thread, "ParallelStateSucceeded")
+        interp.clear_branches(thread, state)
         return dataflow.finish(state, raw, results, frame)
 
-    return await interp.with_retry(thread, state, raw, [0] * len(state.retry), attempt)
+    return await interp.with_retry(thread, state, raw, fan.counts, attempt)
 
 
 async def run_map(
-    interp: Interpreter, thread: Thread, state: State, raw: Any
+    interp: Interpreter, thread: Thread, state: State, raw: Any, resume: Checkpoint | None = None
 ) -> tuple[str | None, Any]:
     """Run the item processor for every item (inline or as a distributed map run)."""
     distributed = processor_mode(state) == "DISTRIBUTED"
+    fan = _fanout(thread, state, raw, resume)
 
     async def attempt(tries: int) -> Any:
         frame = interp.frame(thread, state, interp.clock(), tries)
@@ -110,13 +182,15 @@ async def run_map(
         items = await _items(interp, thread, state, value, frame)
         inputs = [_item_input(state, value, i, item, frame) for i, item in enumerate(items)]
         limit = _int_field(state, "MaxConcurrency", value, frame, 0)
+        resumed = fan.take_resume()
         if distributed:
-            results = await _map_run(interp, thread, state, value, inputs, limit, frame)
+            results = await _map_run(interp, fan, value, inputs, limit, frame, resumed)
         else:
-            results = await _inline(interp, thread, state, inputs, limit)
+            results = await _inline(interp, fan, inputs, limit, resumed)
+        interp.clear_branches(thread, state)
         return dataflow.finish(state, raw, results, frame)
 
-    return await interp.with_retry(thread, state, raw, [0] * len(state.retry), attempt)
+    return await interp.with_retry(thread, state, raw, fan.counts, attempt)
 
 
 def _int_field(state: State, key: str, value: Any, frame: Frame, default: float) -> float:
@@ -156,17 +230,24 @@ def _item_input(state: State, value: Any, index: int, item: Any, frame: Frame) -
 
 
 async def _inline(
-    interp: Interpreter, thread: Thread, state: State, inputs: list[Any], limit: float
+    interp: Interpreter, fan: _Fanout, inputs: list[Any], limit: float,
+    resumed: Checkpoint | None,
 ) -> list[Any]:
+    thread, state = fan.thread, fan.state
     assert state.processor is not None
     processor = state.processor
-    interp.emit(thread, "MapStateStarted", {"length": len(inputs)})
+    if resumed is None:
+        interp.emit(thread, "MapStateStarted", {"length": len(inputs)})
+        await fan.started(interp)
 
     async def one(index: int, item_input: Any) -> Any:
-        child = _branch(interp, thread, processor)
-        interp.emit(child, "MapIterationStarted", {"name": state.name, "index": index})
+        child, stored = _branch(interp, thread, state, index, processor)
+        if stored is not None and stored.phase == "done":
+            return stored.output
+        if stored is None:
+            interp.emit(child, "MapIterationStarted", {"name": state.name, "index": index})
         try:
-            output = await interp.run_machine(child, processor.start_at, item_input)
+            output = await _run_branch(interp, child, stored, item_input)
         except StatesError:
             interp.emit(child, "MapIterationFailed", {"name": state.name, "index": index})
             raise
@@ -174,6 +255,7 @@ async def _inline(
             interp.emit(child, "MapIterationAborted", {"name": state.name, "index": index})
             raise
         interp.emit(child, "MapIterationSucceeded", {"name": state.name, "index": index})
+        await _finished(interp, child, output)
         return output
 
     try:
@@ -235,7 +317,12 @@ class _Tolerance:
 
 
 def _start_run(interp: Interpreter, thread: Thread, state: State, limit: float,
-               tolerance: _Tolerance) -> tuple[str, str, dict[str, Any]]:
+               tolerance: _Tolerance, resumed: Checkpoint | None) -> tuple[str, str, dict[str, Any]]:
+    if resumed is not None and resumed.map_run is not None:  # the same run, counted again
+        run = dict(resumed.map_run, status="RUNNING",
+                   counts={"total": tolerance.total, "succeeded": 0, "failed": 0})
+        interp.map_runs[run["mapRunArn"]] = run
+        return run["mapRunArn"], str(run["mapRunArn"]).rsplit(":", 1)[-1], run
     ex = interp.execution
     run_id = str(uuid.uuid4())
     arn = (f"arn:aws:states:{ex.region}:{ex.account_id}:mapRun:{ex.state_machine_name}/"
@@ -251,23 +338,38 @@ def _start_run(interp: Interpreter, thread: Thread, state: State, limit: float,
 
 
 async def _map_run(
-    interp: Interpreter, thread: Thread, state: State, value: Any, inputs: list[Any],
-    limit: float, frame: Frame,
+    interp: Interpreter, fan: _Fanout, value: Any, inputs: list[Any],
+    limit: float, frame: Frame, resumed: Checkpoint | None,
 ) -> Any:
+    thread, state = fan.thread, fan.state
     assert state.processor is not None
     processor = state.processor
     batches = _batches(state, inputs, value, frame)
     tolerance = _Tolerance(state, value, frame, len(batches))
-    arn, run_id, run = _start_run(interp, thread, state, limit, tolerance)
-    await interp.flush()
+    arn, run_id, run = _start_run(interp, thread, state, limit, tolerance, resumed)
+    if resumed is None:
+        await fan.started(interp, map_run={k: v for k, v in run.items() if k != "counts"})
     counts: dict[str, int] = run["counts"]
     outcomes: list[tuple[bool, Any, Any]] = [(False, None, None)] * len(batches)
     exceeded = asyncio.Event()
 
-    async def one(index: int, item_input: Any) -> None:
-        child = _branch(interp, thread, processor, child_workflow=True)
+    async def child_run(index: int, item_input: Any) -> Any:
+        child, stored = _branch(interp, thread, state, index, processor, child_workflow=True)
+        if stored is not None and stored.phase == "failed":
+            raise StatesError(stored.output["Error"], stored.output["Cause"])
+        if stored is not None and stored.phase == "done":
+            return stored.output
         try:
-            output = await interp.run_machine(child, processor.start_at, item_input)
+            output = await _run_branch(interp, child, stored, item_input)
+        except StatesError as err:
+            await _finished(interp, child, {"Error": err.error, "Cause": err.cause}, "failed")
+            raise
+        await _finished(interp, child, output)
+        return output
+
+    async def one(index: int, item_input: Any) -> None:
+        try:
+            output = await child_run(index, item_input)
             outcomes[index] = (True, item_input, output)
             counts["succeeded"] += 1
         except StatesError as err:

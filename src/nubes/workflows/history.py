@@ -41,13 +41,23 @@ class ExecutionInfo:
     alias_arn: str | None = None
 
 
+#: where a thread's checkpoints are kept: ``()`` for the execution itself,
+#: ``(state, index, ...)`` for branch ``index`` of a Parallel (or iteration ``index``
+#: of a Map) named ``state``, nested as deep as the branches are
+ThreadPath = tuple[str | int, ...]
+
+
 @dataclass
 class Checkpoint:
-    """Where a top-level execution stands, written with the events before it.
+    """Where a thread (the execution, a branch, an iteration) stands, written with
+    the events before it.
 
     ``phase`` is ``enter`` (run ``state`` from the start with ``input``), ``wait``
-    (a Wait state sleeping until ``wait_until``) or ``task`` (a task whose token
-    ``task_token`` was handed out: only wait for its callback).
+    (a Wait state sleeping until ``wait_until``), ``task`` (a task whose token
+    ``task_token`` was handed out: only wait for its callback), ``fanout`` (a
+    Parallel or Map whose branches started: resume them from their own
+    checkpoints), or — for branches only — ``done`` (finished with ``output``) or
+    ``failed`` (a distributed Map child that failed with ``output`` = Error/Cause).
     """
 
     state: str
@@ -62,6 +72,9 @@ class Checkpoint:
     parameters: Any = None
     retry_counts: list[int] = field(default_factory=list)
     state_entered_time: float = 0.0
+    output: Any = None
+    #: a distributed Map's run (``mapRunArn``, ...), kept so a resumed run is the same run
+    map_run: dict[str, Any] | None = None
 
     def to_json(self) -> bytes:
         """The checkpoint as stored."""
@@ -73,11 +86,30 @@ class Checkpoint:
         return cls(**orjson.loads(data))
 
 
-class HistorySink(Protocol):
-    """Receives history events in order, with the checkpoint they lead to."""
+@dataclass
+class BranchWrites:
+    """Checkpoints of branches and iterations to write with a flush: first every
+    checkpoint under each prefix of ``clears`` is dropped, then ``puts`` are stored."""
 
-    async def record(self, events: list[dict[str, Any]], checkpoint: Checkpoint | None) -> None:
-        """Persist ``events`` (and ``checkpoint`` when given) atomically."""
+    clears: list[ThreadPath] = field(default_factory=list)
+    puts: dict[ThreadPath, Checkpoint] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.clears or self.puts)
+
+
+def under(path: ThreadPath, prefix: ThreadPath) -> bool:
+    """Whether ``path`` is ``prefix`` or lies below it."""
+    return path[: len(prefix)] == prefix
+
+
+class HistorySink(Protocol):
+    """Receives history events in order, with the checkpoints they lead to."""
+
+    async def record(self, events: list[dict[str, Any]], checkpoint: Checkpoint | None,
+                     branches: BranchWrites | None = None) -> None:
+        """Persist ``events``, the execution's ``checkpoint`` and the ``branches``'
+        checkpoints (when given) atomically."""
 
 
 @dataclass
@@ -113,14 +145,21 @@ class MemorySink:
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
         self.checkpoint: Checkpoint | None = None
+        self.branches: dict[ThreadPath, Checkpoint] = {}
         self.flushes = 0
 
-    async def record(self, events: list[dict[str, Any]], checkpoint: Checkpoint | None) -> None:
-        """Append events; remember the newest checkpoint."""
+    async def record(self, events: list[dict[str, Any]], checkpoint: Checkpoint | None,
+                     branches: BranchWrites | None = None) -> None:
+        """Append events; remember the newest checkpoints."""
         self.events.extend(events)
         self.flushes += 1
         if checkpoint is not None:
             self.checkpoint = checkpoint
+        if branches:
+            for prefix in branches.clears:
+                for path in [p for p in self.branches if under(p, prefix)]:
+                    del self.branches[path]
+            self.branches.update(branches.puts)
 
     def types(self) -> list[str]:
         """Event types in order (handy in tests)."""

@@ -6,15 +6,22 @@ every history event AWS emits (with ids and ``previousEventId``) into a
 pluggable :class:`~nubes.workflows.history.TaskExecutor`.
 
 Durability (``durable=True``, Standard executions): pending events are flushed
-together with a :class:`~nubes.workflows.history.Checkpoint` once per top-level
-state that blocks or has effects — a Task once it is scheduled (with its
-parameters and task token), a Wait once its deadline is known, a Parallel or Map
-before it starts. After a restart ``run(checkpoint)`` resumes exactly there: a
-Wait keeps its deadline, a task whose token was handed out keeps waiting for that
-same token, a request-response task is called again (at-least-once, as on AWS).
+together with a :class:`~nubes.workflows.history.Checkpoint` once per state that
+blocks or has effects — a Task once it is scheduled (with its parameters and task
+token), a Wait once its deadline is known, a Parallel or Map once its branches
+start. Every thread has its own checkpoint: the execution's, and one per Parallel
+branch and Map iteration (keyed by its :data:`~nubes.workflows.history.ThreadPath`);
+a branch that wrote one also records its result (``done``) when it finishes.
+After a restart ``run(checkpoint, branches)`` resumes exactly there, in every
+thread: a Wait keeps its deadline, a task whose token was handed out keeps waiting
+for that same token, a request-response task is called again (at-least-once, as
+on AWS), and a finished branch is not run again — its result comes from the store.
 Side-effect-free states (Pass, Choice, Succeed, Fail) between checkpoints are
-simply re-run, which is deterministic; work inside Parallel branches and Map
-iterations restarts with their state.
+simply re-run, which is deterministic.
+
+Branch checkpoints belong to one visit of their Parallel/Map state: when the
+state ends (or is retried) they are cleared in the same write as the next
+checkpoint, so a loop that enters the state again starts its branches afresh.
 """
 
 from __future__ import annotations
@@ -48,14 +55,17 @@ from nubes.workflows.errors import (
 )
 from nubes.workflows.history import (
     MAX_PAYLOAD_BYTES,
+    BranchWrites,
     Checkpoint,
     ExecutionInfo,
     HistorySink,
     TaskExecutor,
     TaskRequest,
+    ThreadPath,
     details_key,
     payload,
     resource_kind,
+    under,
 )
 
 log = logging.getLogger(__name__)
@@ -67,9 +77,6 @@ MAX_HISTORY_EVENTS = 25_000
 #: runtime errors AWS reports with the state they happened in
 _LOCATED = frozenset({RUNTIME, RESULT_PATH_MATCH_FAILURE, PARAMETER_PATH_FAILURE,
                       INTRINSIC_FAILURE, QUERY_EVALUATION_ERROR})
-#: states checkpointed before they are entered; Task and Wait checkpoint themselves
-#: once entered (one durable write per state instead of two)
-_PREFLUSH = frozenset({"Parallel", "Map"})
 
 
 @dataclass
@@ -93,6 +100,12 @@ class Thread:
     #: distributed Map iterations run as child workflows: not in the parent history
     silent: bool = False
     map_item: dict[str, Any] | None = None
+    #: where its checkpoints are kept (``()``: the execution's own)
+    path: ThreadPath = ()
+    #: it wrote a checkpoint, so its end must be recorded too (``done``)
+    dirty: bool = False
+    #: the id of the StateEntered event of the state it is in
+    entered_event_id: int = 0
 
 
 def error_matches(names: tuple[str, ...], error: str) -> bool:
@@ -155,6 +168,12 @@ class Interpreter:
         self._task: asyncio.Task[Any] | None = None
         self._abort: tuple[str | None, str | None] | None = None
         self._current: tuple[Thread, State] | None = None
+        #: branch checkpoints to write with the next flush
+        self._writes = BranchWrites()
+        #: stored branch checkpoints not yet picked up by their resumed branch
+        self.resumed_branches: dict[ThreadPath, Checkpoint] = {}
+        #: Parallel/Map visits (thread path + state name) with branch checkpoints
+        self._dirty: set[ThreadPath] = set()
         #: map runs started by distributed Map states: arn → summary (for the provider)
         self.map_runs: dict[str, dict[str, Any]] = {}
         #: TestState sets this to collect each data-flow step (``inspectionData``)
@@ -179,11 +198,19 @@ class Interpreter:
         thread.last_event_id = self._next_id
         return self._next_id
 
-    async def flush(self, checkpoint: Checkpoint | None = None) -> None:
-        """Hand pending events (and a checkpoint) to the sink."""
-        if self._pending or checkpoint is not None:
+    async def flush(self, checkpoint: Checkpoint | None = None,
+                    thread: Thread | None = None) -> None:
+        """Hand pending events (and ``thread``'s checkpoint, by default the
+        execution's) to the sink."""
+        if checkpoint is not None and thread is not None and not thread.top:
+            self._writes.puts[thread.path] = checkpoint
+            self._dirty.add(thread.path[:-1])
+            thread.dirty = True
+            checkpoint = None
+        if self._pending or checkpoint is not None or self._writes:
             events, self._pending = self._pending, []
-            await self.sink.record(events, checkpoint)
+            writes, self._writes = self._writes, BranchWrites()
+            await self.sink.record(events, checkpoint, writes or None)
 
     def _checkpoint(self, thread: Thread, state: str, raw_input: Any, **extra: Any) -> Checkpoint:
         return Checkpoint(
@@ -192,8 +219,26 @@ class Interpreter:
             variables=dict(thread.variables),
             event_id=self._next_id,
             previous_event_id=thread.last_event_id,
+            entered_event_id=thread.entered_event_id,
             **extra,
         )
+
+    def done_checkpoint(self, thread: Thread, output: Any, phase: str = "done") -> Checkpoint:
+        """A finished branch's record: its output (or Error/Cause when ``failed``)."""
+        return Checkpoint("", None, event_id=self._next_id,
+                          previous_event_id=thread.last_event_id, phase=phase, output=output)
+
+    def clear_branches(self, thread: Thread, state: State) -> None:
+        """Forget the branch checkpoints of ``state``'s visit by ``thread`` (it ended
+        or starts again): written with the next flush."""
+        prefix = (*thread.path, state.name)
+        if prefix not in self._dirty:
+            return
+        self._dirty.discard(prefix)
+        self._writes.clears.append(prefix)
+        for store in (self._writes.puts, self.resumed_branches):
+            for path in [p for p in store if under(p, prefix)]:
+                del store[path]
 
     # -- the execution ---------------------------------------------------------
 
@@ -205,9 +250,14 @@ class Interpreter:
         self._task.cancel()
         return True
 
-    async def run(self, checkpoint: Checkpoint | None = None) -> Outcome:
-        """Run (or resume from ``checkpoint``) until the execution ends."""
+    async def run(self, checkpoint: Checkpoint | None = None,
+                  branches: dict[ThreadPath, Checkpoint] | None = None) -> Outcome:
+        """Run (or resume from ``checkpoint`` and the ``branches``' checkpoints)
+        until the execution ends."""
         self._task = asyncio.current_task()
+        if branches:
+            self.resumed_branches = dict(branches)
+            self._dirty = {p[:k] for p in branches for k in range(1, len(p), 2)}
         top = Thread(self.machine, top=True)
         if checkpoint is None:
             text, truncated = payload(self.execution.input)
@@ -220,7 +270,9 @@ class Interpreter:
             self.emit(top, "ExecutionStarted", details)
             checkpoint = Checkpoint(self.machine.start_at, self.execution.input)
         else:
-            self._next_id = checkpoint.event_id
+            # branches flushed events after the execution's checkpoint was written
+            self._next_id = max([checkpoint.event_id,
+                                 *(b.event_id for b in self.resumed_branches.values())])
             top.last_event_id = checkpoint.previous_event_id
             top.variables = dict(checkpoint.variables)
         try:
@@ -280,8 +332,6 @@ class Interpreter:
             state = thread.machine.states[name]
             if thread.top:
                 self._current = (thread, state)
-                if resume is None and self.durable and state.type in _PREFLUSH:
-                    await self.flush(self._checkpoint(thread, name, value))
             name, value = await self.run_state(thread, state, value, resume)
             resume = None
         return value
@@ -316,6 +366,7 @@ class Interpreter:
         entered = resume.entered_event_id if resume is not None else 0
         if resume is None or resume.phase == "enter":
             entered = self._entered(thread, state, raw_input)
+        thread.entered_event_id = entered
         handler = getattr(self, f"_state_{state.type.lower()}")
         try:
             next_name, output = await handler(thread, state, raw_input, resume)
@@ -424,9 +475,9 @@ class Interpreter:
             value = raw if state.query_language == JSONATA else dataflow.select_path(
                 state.input_path, raw, frame)
             until = self._wait_until(state, value, frame)
-            if thread.top and self.durable:
+            if self.durable:
                 await self.flush(self._checkpoint(thread, state.name, raw, phase="wait",
-                                                  wait_until=until))
+                                                  wait_until=until), thread)
             else:
                 await self.flush()
         delay = until - self.clock()
@@ -484,13 +535,16 @@ class Interpreter:
                 if index is not None and counts[index] < state.retry[index].max_attempts:
                     delay = retry_delay(state.retry[index], counts[index])
                     counts[index] += 1
-                    if thread.top and self.durable:
+                    if self.durable:
+                        self.clear_branches(thread, state)  # the next attempt starts afresh
                         await self.flush(self._checkpoint(thread, state.name, raw,
-                                                          retry_counts=list(counts)))
+                                                          retry_counts=list(counts)), thread)
                     await self.sleep(delay)
                     continue
                 for catcher in state.catch:
                     if error_matches(catcher.error_equals, err.error):
+                        if self.durable:
+                            self.clear_branches(thread, state)
                         frame = self.frame(thread, state, self.clock())
                         error_output = {"Error": err.error, "Cause": err.cause}
                         output = dataflow.finish_error(
@@ -521,10 +575,10 @@ class Interpreter:
                 self.emit(thread, "LambdaFunctionStarted" if family == "lambda" else "TaskStarted",
                           None if family == "lambda" else
                           {"resourceType": resource_type, "resource": short})
-            if thread.top and self.durable:
+            if self.durable:
                 # resuming from here waits for the token, or (no token) calls the task again
                 await self.flush(self._checkpoint(thread, state.name, raw, phase="task",
-                                                  task_token=token, parameters=params))
+                                                  task_token=token, parameters=params), thread)
             else:
                 await self.flush()
         request = TaskRequest(
@@ -600,10 +654,10 @@ class Interpreter:
                               resume: Checkpoint | None) -> tuple[str | None, Any]:
         from nubes.workflows import fanout
 
-        return await fanout.run_parallel(self, thread, state, raw)
+        return await fanout.run_parallel(self, thread, state, raw, resume)
 
     async def _state_map(self, thread: Thread, state: State, raw: Any,
                          resume: Checkpoint | None) -> tuple[str | None, Any]:
         from nubes.workflows import fanout
 
-        return await fanout.run_map(self, thread, state, raw)
+        return await fanout.run_map(self, thread, state, raw, resume)

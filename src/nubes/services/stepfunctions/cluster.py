@@ -12,6 +12,9 @@ wakes the owner (``sfn:cluster``) through the bus, which the broker relays.
 
 from __future__ import annotations
 
+import logging
+import math
+import os
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -22,13 +25,36 @@ from nubes.storage.base import Txn
 if TYPE_CHECKING:
     from nubes.app import App
 
+log = logging.getLogger(__name__)
+
 OWNERS = "sfn.owners"
-#: seconds an owner lease lasts without renewal
+#: seconds an owner lease lasts without renewal (``NUBES_SFN_LEASE_SECONDS`` overrides it)
 LEASE_SECONDS = 20.0
-#: how often a node renews its leases and looks for orphaned executions
+#: how often a node renews its leases and looks for orphaned executions (at most)
 RENEW_SECONDS = 5.0
+#: the environment variable that sets the lease length
+LEASE_ENV = "NUBES_SFN_LEASE_SECONDS"
 #: bus name that makes every node look at stop requests and orphans now
 WAKE = "sfn:cluster"
+
+
+def lease_seconds() -> float:
+    """The owner lease length: ``NUBES_SFN_LEASE_SECONDS`` or :data:`LEASE_SECONDS`.
+
+    Read here rather than in ``Settings`` until Settings has a field for it.
+    """
+    raw = os.environ.get(LEASE_ENV)
+    if raw is None or not raw.strip():
+        return LEASE_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 1.0:
+        log.warning("%s=%r is not a number of seconds >= 1; using %s", LEASE_ENV, raw,
+                    LEASE_SECONDS)
+        return LEASE_SECONDS
+    return value
 
 
 class Owners:
@@ -39,6 +65,9 @@ class Owners:
         self.node = uuid.uuid4().hex
         #: several nodes can only share a PostgreSQL store
         self.enabled = app.settings.store_backend == "postgresql"
+        self.lease = lease_seconds()
+        #: renew well before a lease runs out
+        self.renew_every = min(RENEW_SECONDS, self.lease / 4)
 
     def claim(self, txn: Txn, arn: str) -> bool:
         """Take (or keep) the lease of ``arn`` unless another node holds a live one."""
@@ -46,7 +75,7 @@ class Owners:
         doc = store.get(txn, OWNERS, store.key(arn))
         if doc is not None and doc["node"] != self.node and doc["until"] > now:
             return False
-        store.put(txn, OWNERS, store.key(arn), {"node": self.node, "until": now + LEASE_SECONDS})
+        store.put(txn, OWNERS, store.key(arn), {"node": self.node, "until": now + self.lease})
         return True
 
     def release(self, txn: Txn, arn: str) -> None:

@@ -2,10 +2,11 @@
 describe, list, history; Express executions in memory; status change events.
 
 A Standard execution's document lives in ``sfn.executions``, its history in the
-log ``sfn.history:<arn>`` and its interpreter checkpoint in ``sfn.checkpoints``;
-events and checkpoint are written in one transaction (``StoreSink``), so after a
+log ``sfn.history:<arn>``, its interpreter checkpoint in ``sfn.checkpoints`` and
+those of its Parallel branches and Map iterations in ``sfn.branch_checkpoints``;
+events and checkpoints are written in one transaction (``StoreSink``), so after a
 restart :meth:`ExecutionOps.start` finds every execution in ``sfn.running`` and
-resumes it where its history ends.
+resumes it — and each of its branches — where its history ends.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import orjson
 
 from nubes.services.base import Provider, RequestContext
 from nubes.services.stepfunctions import store
-from nubes.services.stepfunctions.cluster import RENEW_SECONDS, WAKE, Owners
+from nubes.services.stepfunctions.cluster import WAKE, Owners
 from nubes.services.stepfunctions.common import (
     MAX_INPUT,
     check_name,
@@ -34,7 +35,13 @@ from nubes.services.stepfunctions.common import (
 from nubes.services.stepfunctions.integrations import Integrations
 from nubes.storage.base import Txn
 from nubes.workflows.errors import InvalidDefinition
-from nubes.workflows.history import Checkpoint, ExecutionInfo, MemorySink
+from nubes.workflows.history import (
+    BranchWrites,
+    Checkpoint,
+    ExecutionInfo,
+    MemorySink,
+    ThreadPath,
+)
 from nubes.workflows.interpreter import Interpreter, Outcome
 
 if TYPE_CHECKING:
@@ -61,18 +68,43 @@ class StoreSink:
         self.arn = arn
         self.log = store.history_log(arn)
 
-    async def record(self, events: list[dict[str, Any]], checkpoint: Checkpoint | None) -> None:
-        """Append events and replace the checkpoint in one transaction."""
+    async def record(self, events: list[dict[str, Any]], checkpoint: Checkpoint | None,
+                     branches: BranchWrites | None = None) -> None:
+        """Append events and replace the checkpoints in one transaction."""
         blobs = [orjson.dumps(e) for e in events]
         cp = checkpoint.to_json() if checkpoint is not None else None
+        clears = [store.key(self.arn, *p) for p in branches.clears] if branches else []
+        puts = [(store.key(self.arn, *p), c.to_json())
+                for p, c in branches.puts.items()] if branches else []
 
         def write(txn: Txn) -> None:
             for blob in blobs:
                 txn.append(self.log, blob)
             if cp is not None:
                 txn.put(store.CHECKPOINTS, store.key(self.arn), cp)
+            for prefix in clears:
+                txn.delete_prefix(store.BRANCH_CHECKPOINTS, prefix)
+            for key, value in puts:
+                txn.put(store.BRANCH_CHECKPOINTS, key, value)
 
         await self.app.store.write(write)
+
+
+async def resume_point(app: App, arn: str, checkpoint: Checkpoint
+                       ) -> dict[ThreadPath, Checkpoint]:
+    """The stored checkpoints of an execution's branches; moves ``checkpoint``'s next
+    event id past every event its branches recorded since it was written."""
+    log_name = store.history_log(arn)
+
+    def read(txn: Txn) -> tuple[dict[ThreadPath, bytes], int]:
+        last = txn.log_bounds(log_name)[1]
+        tail = txn.read_log(log_name, after=max(0, last - 64), limit=64)
+        ids = [int(orjson.loads(v).get("id", 0)) for _, v in tail]
+        return store.branch_checkpoints(txn, arn), max([last, *ids])
+
+    raw, last_id = await app.store.read(read)
+    checkpoint.event_id = max(checkpoint.event_id, last_id)
+    return {path: Checkpoint.from_json(value) for path, value in raw.items()}
 
 
 def _summary(doc: dict[str, Any]) -> dict[str, Any]:
@@ -134,7 +166,7 @@ class ExecutionOps(Provider):
                 self._resume(await self.owners.orphans(set(self.tasks)))
             except Exception:
                 log.exception("step functions cluster pass failed")
-            await self.app.bus.wait(WAKE, RENEW_SECONDS)
+            await self.app.bus.wait(WAKE, self.owners.renew_every)
 
     async def _stop_requests(self) -> None:
         arns = [a for a in self.running if a in self.tasks]
@@ -254,9 +286,10 @@ class ExecutionOps(Provider):
             return
         interp = Interpreter(machine, self._info(doc, orjson.loads(doc["input"])),
                              self.integrations, StoreSink(self.app, arn), durable=True)
+        branches = None if checkpoint is None else await resume_point(self.app, arn, checkpoint)
         self.running[arn] = interp
         try:
-            outcome = await interp.run(checkpoint)
+            outcome = await interp.run(checkpoint, branches)
         finally:
             self.running.pop(arn, None)
         if interp.map_runs:
@@ -284,6 +317,7 @@ class ExecutionOps(Provider):
             txn.delete(store.RUNNING, store.key(arn))
             if doc["status"] == "SUCCEEDED":  # others keep it: RedriveExecution resumes there
                 txn.delete(store.CHECKPOINTS, store.key(arn))
+                txn.delete_prefix(store.BRANCH_CHECKPOINTS, store.key(arn))
             self.owners.release(txn, arn)
             # tokens still waiting belong to a closed execution: callbacks now fail
             # (timed-out ones stay so that late callbacks get TaskTimedOut)

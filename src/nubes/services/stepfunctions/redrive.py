@@ -1,5 +1,7 @@
 """RedriveExecution: restart a failed, aborted or timed-out Standard execution from
-where it stopped (its last checkpoint), continuing the same history."""
+where it stopped (its last checkpoint), continuing the same history. As on AWS,
+Parallel branches and Map iterations that finished keep their results; only the
+unsuccessful ones run again (from their own last checkpoint)."""
 
 from __future__ import annotations
 
@@ -28,6 +30,24 @@ def redrive_status(doc: dict[str, Any]) -> str:
     return "REDRIVABLE"
 
 
+def _rearm(checkpoint: Checkpoint) -> None:
+    """The stopped state runs again from its start (a task gets a new token)."""
+    checkpoint.phase, checkpoint.task_token, checkpoint.wait_until = "enter", None, None
+
+
+def _rearm_branches(txn: Txn, arn: str) -> None:
+    """Finished branches keep their result, failed distributed Map children run again,
+    the others restart the state they stopped in."""
+    for path, raw in store.branch_checkpoints(txn, arn).items():
+        checkpoint = Checkpoint.from_json(raw)
+        key = store.key(arn, *path)
+        if checkpoint.phase == "failed":
+            txn.delete(store.BRANCH_CHECKPOINTS, key)
+        elif checkpoint.phase != "done":
+            _rearm(checkpoint)
+            txn.put(store.BRANCH_CHECKPOINTS, key, checkpoint.to_json())
+
+
 class RedriveOps(ExecutionOps):
     """The RedriveExecution operation."""
 
@@ -48,8 +68,8 @@ class RedriveOps(ExecutionOps):
             machine = machine_from(current["definition"])
             checkpoint = (Checkpoint.from_json(raw) if raw is not None
                           else Checkpoint(machine.start_at, orjson.loads(current["input"])))
-            # the stopped state runs again from its start (a task gets a new token)
-            checkpoint.phase, checkpoint.task_token, checkpoint.wait_until = "enter", None, None
+            _rearm(checkpoint)
+            _rearm_branches(txn, arn)
             last = txn.log_bounds(log_name)[1]
             count = int(current.get("redriveCount", 0)) + 1
             txn.append(log_name, orjson.dumps({

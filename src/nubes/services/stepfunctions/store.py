@@ -11,6 +11,8 @@
   ListExecutions in start order
 * ``sfn.running`` — ``(execution_arn,)`` → ``{}`` for Standard executions to resume
 * ``sfn.checkpoints`` — ``(execution_arn,)`` → interpreter checkpoint
+* ``sfn.branch_checkpoints`` — ``(execution_arn, state, index, ...)`` → checkpoint of a
+  Parallel branch / Map iteration (its thread path), or its ``done`` result
 * ``sfn.tokens`` — ``(task_token,)`` → callback state of a waiting task
 * ``sfn.map_runs`` — ``(execution_arn, map_run_arn)`` → finished map run summary
 * ``sfn.exec_tokens`` — ``(execution_arn, task_token)`` → ``{}``: an execution's tokens
@@ -35,6 +37,7 @@ EXECUTIONS = "sfn.executions"
 BY_MACHINE = "sfn.by_machine"
 RUNNING = "sfn.running"
 CHECKPOINTS = "sfn.checkpoints"
+BRANCH_CHECKPOINTS = "sfn.branch_checkpoints"
 TOKENS = "sfn.tokens"
 EXEC_TOKENS = "sfn.exec_tokens"
 MAP_RUNS = "sfn.map_runs"
@@ -69,3 +72,13 @@ def scan(txn: Txn, table: str, *parts: str | int) -> list[dict[str, Any]]:
 def key(*parts: str | int) -> bytes:
     """A composite key."""
     return pack(*parts)
+
+
+def branch_checkpoints(txn: Txn, execution_arn: str) -> dict[tuple[str | int, ...], bytes]:
+    """Every stored branch checkpoint of an execution, by thread path."""
+    from nubes.storage.keys import unpack
+
+    out: dict[tuple[str | int, ...], bytes] = {}
+    for k, value in txn.scan(BRANCH_CHECKPOINTS, prefix=pack(execution_arn)):
+        out[tuple(p for p in unpack(k)[1:] if isinstance(p, (str, int)))] = value
+    return out
