@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -362,3 +364,38 @@ def test_cookie_is_secure_when_the_browser_used_https(tmp_path: Path) -> None:
         assert cleared.headers["Set-Cookie"].endswith("; Secure")
 
     _run(tmp_path, body)
+
+
+PG_URL = os.environ.get("NUBES_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def test_every_node_of_a_postgresql_store_accepts_a_session(tmp_path: Path) -> None:
+    """Two nodes on one PostgreSQL store: both make the key at once, both get the
+    same one, and a session one node issued is valid on the other."""
+    schema = f"nubes_console_{uuid.uuid4().hex[:10]}"
+    try:
+        from nubes.storage.postgres import PostgresStore
+
+        stores = [PostgresStore(PG_URL, schema=schema), PostgresStore(PG_URL, schema=schema)]
+    except Exception as exc:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"PostgreSQL at {PG_URL} is not reachable: {exc}")
+
+    async def main() -> None:
+        nodes = [Console(App(Settings(data_dir=tmp_path), store=s)) for s in stores]
+        keys = await asyncio.gather(*(session.load_key(s) for s in stores))
+        assert keys[0] == keys[1] and len(keys[0]) == 32
+        cookie = _cookie(await nodes[0].signin())
+        state = await nodes[1].request("GET", "/_nubes/console/api/session", cookie=cookie)
+        assert _doc(state)["signed_in"] is True
+        for store in stores:
+            await store.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        import psycopg
+
+        with psycopg.connect(PG_URL, autocommit=True) as admin:
+            admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
