@@ -27,7 +27,8 @@ SESSION_SECONDS = 180
 REFRESH_DAYS = 30
 _TRIGGER_KEYS = {"PreSignUp": "PreSignUp", "PostConfirmation": "PostConfirmation", "PreAuthentication": "PreAuthentication",
                  "PostAuthentication": "PostAuthentication", "TokenGeneration": "PreTokenGeneration",
-                 "CustomMessage": "CustomMessage"}  # fmt: skip
+                 "CustomMessage": "CustomMessage", "DefineAuthChallenge": "DefineAuthChallenge",
+                 "CreateAuthChallenge": "CreateAuthChallenge", "VerifyAuthChallengeResponse": "VerifyAuthChallengeResponse"}  # fmt: skip
 _TRIGGER_NAMES = {"TokenGeneration": "PreTokenGeneration"}
 _FLOW_NAMES = {
     "USER_PASSWORD_AUTH": ("ALLOW_USER_PASSWORD_AUTH", "USER_PASSWORD_AUTH"),
@@ -36,6 +37,7 @@ _FLOW_NAMES = {
     "USER_SRP_AUTH": ("ALLOW_USER_SRP_AUTH",),
     "REFRESH_TOKEN_AUTH": ("ALLOW_REFRESH_TOKEN_AUTH",),
     "REFRESH_TOKEN": ("ALLOW_REFRESH_TOKEN_AUTH",),
+    "CUSTOM_AUTH": ("ALLOW_CUSTOM_AUTH", "CUSTOM_AUTH_FLOW_ONLY"),
 }
 
 
@@ -262,7 +264,7 @@ class AuthFlows(Provider):
         if flow == "USER_SRP_AUTH":
             return await self._srp_start(pool, client, user, auth)
         if flow not in ("USER_PASSWORD_AUTH", "ADMIN_USER_PASSWORD_AUTH", "ADMIN_NO_SRP_AUTH"):
-            raise AwsError("InvalidParameterException", f"Initiate Auth method not supported: {flow}", 400)
+            return await self._initiate_other(pool, client, user, params, admin)
         if (flow == "USER_PASSWORD_AUTH") == admin:
             raise AwsError("InvalidParameterException", f"Initiate Auth method not supported: {flow}", 400)
         await self._before_password(pool, client, user, params)
@@ -288,10 +290,30 @@ class AuthFlows(Provider):
             return {"ChallengeName": "NEW_PASSWORD_REQUIRED", "Session": session,
                     "ChallengeParameters": {"USER_ID_FOR_SRP": user["Username"], "requiredAttributes": "[]",
                                             "userAttributes": orjson.dumps(attrs).decode()}}  # fmt: skip
+        mfa = await self._mfa_challenge(pool, client, user)
+        if mfa is not None:
+            return mfa
+        return await self._signed_in(pool, client, user, params)
+
+    async def _signed_in(self, pool: dict[str, Any], client: dict[str, Any], user: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+        """Tokens for a user past every challenge, and the PostAuthentication trigger."""
         result = await self._tokens(pool, client, user, "TokenGeneration_Authentication", params.get("ClientMetadata"))
         await self._trigger(pool, "PostAuthentication_Authentication", user, params.get("ClientMetadata"),
                             {"newDeviceUsed": False}, client["ClientId"])  # fmt: skip
         return {"AuthenticationResult": result, "ChallengeParameters": {}}
+
+    async def _mfa_challenge(self, pool: dict[str, Any], client: dict[str, Any], user: dict[str, Any]) -> dict[str, Any] | None:
+        """The MFA challenge a user past the password must answer (``mfa.MfaFlows``)."""
+        return None
+
+    async def _respond_other(self, pool: dict[str, Any], client: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+        """Challenges answered by the MFA and custom-auth mixins."""
+        raise AwsError("InvalidParameterException", f"Challenge {params['ChallengeName']} is not supported by nubes", 400)
+
+    async def _initiate_other(self, pool: dict[str, Any], client: dict[str, Any], user: dict[str, Any], params: dict[str, Any],
+                              admin: bool) -> dict[str, Any]:  # fmt: skip
+        """Flows beyond password and SRP (``custom_auth.CustomAuthFlows``)."""
+        raise AwsError("InvalidParameterException", f"Initiate Auth method not supported: {params['AuthFlow']}", 400)
 
     async def _new_session(self, pool: dict[str, Any], client: dict[str, Any], user: dict[str, Any], challenge: str,
                            extra: dict[str, Any] | None = None, key: str | None = None) -> str:  # fmt: skip
@@ -300,6 +322,17 @@ class AuthFlows(Provider):
                   "Challenge": challenge, "Expires": time.time() + SESSION_SECONDS, **(extra or {})}  # fmt: skip
         await self.app.store.write(lambda txn: txn.put(SESSIONS, pack(session), orjson.dumps(record)))
         return session
+
+    async def _peek_session(self, key: str, challenge: str) -> dict[str, Any]:
+        """A live session of ``challenge``, left in place (answers may be retried)."""
+        raw = await self.app.store.read(lambda txn: txn.get(SESSIONS, pack(key)))
+        record = loads(raw) if raw is not None else None
+        if record is None or record["Challenge"] != challenge or record["Expires"] < time.time():
+            raise AwsError("NotAuthorizedException", "Invalid session for the user, session is expired.", 400)
+        return record
+
+    async def _drop_session(self, key: str) -> None:
+        await self.app.store.write(lambda txn: txn.delete(SESSIONS, pack(key)))
 
     async def _take_session(self, key: str, challenge: str) -> dict[str, Any]:
         def take(txn: Txn) -> dict[str, Any] | None:
@@ -366,12 +399,18 @@ class AuthFlows(Provider):
             users.set_password(user, self._pool_name(pool), new_password)
             user["UserStatus"] = "CONFIRMED"
             await self._save_user(pool, user, old)
+            mfa = await self._mfa_challenge(pool, client, user)
+            if mfa is not None:
+                return mfa
             result = await self._tokens(pool, client, user, "TokenGeneration_NewPasswordChallenge", params.get("ClientMetadata"))
             return {"AuthenticationResult": result, "ChallengeParameters": {}}
-        raise AwsError("InvalidParameterException", f"Challenge {name} is not supported by nubes", 400)
+        return await self._respond_other(pool, client, params)
 
     async def _tokens(self, pool: dict[str, Any], client: dict[str, Any], user: dict[str, Any], source: str,
-                      client_metadata: Any, refresh: bool = True) -> dict[str, Any]:  # fmt: skip
+                      client_metadata: Any, refresh: bool = True, scopes: list[str] | None = None,
+                      nonce: str | None = None) -> dict[str, Any]:  # fmt: skip
+        """Tokens for a signed-in user; ``scopes`` (OAuth sign-ins) go in the access
+        token and the refresh record, which the token endpoint's refresh reuses."""
         groups = await self.app.store.read(lambda txn: self.db.groups_of(txn, pool["Id"], user["Username"]))
         pre = await self._trigger(pool, source, user, client_metadata,
                                   {"groupConfiguration": {"groupsToOverride": groups, "iamRolesToOverride": [], "preferredRole": None}},
@@ -383,13 +422,16 @@ class AuthFlows(Provider):
         origin = str(uuid.uuid4())
         now = int(time.time())
         id_token, access_token = tokens.issue(pool, client["ClientId"], user, groups, auth_time=now, origin_jti=origin,
-                                              overrides=details.get("claimsToAddOrOverride"), suppress=details.get("claimsToSuppress"))  # fmt: skip
+                                              overrides=details.get("claimsToAddOrOverride"), suppress=details.get("claimsToSuppress"),
+                                              scope=" ".join(scopes) if scopes is not None else tokens.USER_ADMIN_SCOPE,
+                                              nonce=nonce, oauth=scopes is not None)  # fmt: skip
         result: dict[str, Any] = {"AccessToken": access_token, "ExpiresIn": tokens.ACCESS_TOKEN_SECONDS,
                                   "TokenType": "Bearer", "IdToken": id_token}  # fmt: skip
         if refresh:
             token = base64.urlsafe_b64encode(secrets.token_bytes(96)).decode()
             record = {"PoolId": pool["Id"], "ClientId": client["ClientId"], "Username": user["Username"],
-                      "Issued": time.time(), "Expires": time.time() + REFRESH_DAYS * 86400, "Revoked": False}  # fmt: skip
+                      "Issued": time.time(), "Expires": time.time() + REFRESH_DAYS * 86400, "Revoked": False,
+                      "Scopes": scopes}  # fmt: skip
             await self.app.store.write(lambda txn: txn.put(REFRESH, pack(token), orjson.dumps(record)))
             result["RefreshToken"] = token
         return result
@@ -427,7 +469,9 @@ class AuthFlows(Provider):
 
     async def get_user(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         _, user = await self._access(params["AccessToken"])
-        return {"Username": user["Username"], "UserAttributes": user.get("Attributes", []), "MFAOptions": []}
+        from nubes.services.cognito_idp.mfa import mfa_settings  # mfa builds on this module
+
+        return {"Username": user["Username"], "UserAttributes": user.get("Attributes", []), "MFAOptions": [], **mfa_settings(user)}
 
     async def delete_user(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         pool, user = await self._access(params["AccessToken"])

@@ -15,12 +15,15 @@ from nubes.aws.errors import AwsError
 from nubes.aws.protocol.types import WireResponse
 from nubes.services.base import HttpRequest, RequestContext
 from nubes.services.cognito_idp import tokens, users
-from nubes.services.cognito_idp.auth import AuthFlows
+from nubes.services.cognito_idp.hosted_ui import HostedUi
+from nubes.services.cognito_idp.mfa import mfa_settings
 from nubes.services.cognito_idp.store import (
     CLIENTS,
+    DOMAINS,
     GROUPS,
     MEMBERS,
     POOLS,
+    RESOURCE_SERVERS,
     USER_GROUPS,
     USERS,
     CognitoStore,
@@ -45,7 +48,7 @@ def _page(items: list[Any], params: dict[str, Any], key: str, size_key: str = "M
     return out
 
 
-class CognitoProvider(AuthFlows):
+class CognitoProvider(HostedUi):
     """All of ``cognito-idp`` that nubes implements."""
 
     def __init__(self, app: App) -> None:
@@ -106,11 +109,12 @@ class CognitoProvider(AuthFlows):
         def delete(txn: Txn) -> None:
             if not txn.delete(POOLS, pack(pool_id)):
                 raise pool_not_found(pool_id)
-            for table in (USERS, GROUPS, MEMBERS, USER_GROUPS):
+            for table in (USERS, GROUPS, MEMBERS, USER_GROUPS, RESOURCE_SERVERS):
                 txn.delete_prefix(table, pack(pool_id))
-            for key, raw in txn.scan(CLIENTS):
-                if loads(raw)["UserPoolId"] == pool_id:
-                    txn.delete(CLIENTS, key)
+            for table in (CLIENTS, DOMAINS):
+                for key, raw in txn.scan(table):
+                    if loads(raw)["UserPoolId"] == pool_id:
+                        txn.delete(table, key)
 
         await self.app.store.write(delete)
         return {}
@@ -127,6 +131,7 @@ class CognitoProvider(AuthFlows):
             client["ClientSecret"] = random_id(51)
         client.setdefault("ExplicitAuthFlows", ["ALLOW_REFRESH_TOKEN_AUTH", "ALLOW_USER_SRP_AUTH", "ALLOW_CUSTOM_AUTH"])
         client.setdefault("RefreshTokenValidity", 30)
+        await self._check_oauth_client(client)
         await self.app.store.write(lambda txn: txn.put(CLIENTS, pack(client["ClientId"]), orjson.dumps(client)))
         return {"UserPoolClient": client}
 
@@ -140,6 +145,7 @@ class CognitoProvider(AuthFlows):
         client = (await self.describe_user_pool_client(ctx, params))["UserPoolClient"]
         client.update({k: v for k, v in params.items() if k not in ("UserPoolId", "ClientId")})
         client["LastModifiedDate"] = time.time()
+        await self._check_oauth_client(client)
         await self.app.store.write(lambda txn: txn.put(CLIENTS, pack(client["ClientId"]), orjson.dumps(client)))
         return {"UserPoolClient": client}
 
@@ -210,6 +216,7 @@ class CognitoProvider(AuthFlows):
         user = await self.db.user(pool, params["Username"])
         out = self._public_user(user)
         out["MFAOptions"] = []
+        out.update(mfa_settings(user))
         return out
 
     async def admin_delete_user(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:

@@ -25,8 +25,16 @@ GROUPS = "cognito.groups"
 MEMBERS = "cognito.members"
 USER_GROUPS = "cognito.user_groups"
 REFRESH = "cognito.refresh"
-#: challenge sessions (SRP, NEW_PASSWORD_REQUIRED)
+#: challenge sessions (SRP, NEW_PASSWORD_REQUIRED, MFA, custom challenges)
 SESSIONS = "cognito.sessions"
+#: user pool domain prefix → {Domain, UserPoolId, ...}
+DOMAINS = "cognito.domains"
+#: (pool, identifier) → resource server
+RESOURCE_SERVERS = "cognito.resource_servers"
+#: authorization codes the hosted UI hands out (single use)
+AUTH_CODES = "cognito.auth_codes"
+#: hosted UI sign-in sessions (the ``cognito`` cookie)
+LOGIN_SESSIONS = "cognito.login_sessions"
 
 
 def random_id(length: int, alphabet: str = string.ascii_lowercase + string.digits) -> str:

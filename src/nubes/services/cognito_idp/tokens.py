@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import time
 import uuid
 from typing import Any
@@ -13,6 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 ID_TOKEN_SECONDS = 3600
 ACCESS_TOKEN_SECONDS = 3600
+#: the scope of tokens from InitiateAuth: the user's own Cognito API calls
+USER_ADMIN_SCOPE = "aws.cognito.signin.user.admin"
 
 
 def new_signing_key() -> tuple[str, str]:
@@ -56,8 +59,10 @@ def sign(claims: dict[str, Any], kid: str, private_pem: str) -> str:
 
 def issue(pool: dict[str, Any], client_id: str, user: dict[str, Any], groups: list[str], *,
           auth_time: int, origin_jti: str, overrides: dict[str, Any] | None = None,
-          suppress: list[str] | None = None) -> tuple[str, str]:  # fmt: skip
-    """(id token, access token) for a user signing in to a client."""
+          suppress: list[str] | None = None, scope: str = USER_ADMIN_SCOPE,
+          nonce: str | None = None, oauth: bool = False) -> tuple[str, str]:  # fmt: skip
+    """(id token, access token) for a user signing in to a client; ``oauth`` marks
+    tokens from the hosted UI / token endpoint (the ID token gets ``at_hash``)."""
     now = int(time.time())
     issuer = pool["Issuer"]
     event_id = str(uuid.uuid4())
@@ -75,6 +80,8 @@ def issue(pool: dict[str, Any], client_id: str, user: dict[str, Any], groups: li
         "event_id": event_id, "token_use": "id", "auth_time": auth_time, "exp": now + ID_TOKEN_SECONDS,
         "iat": now, "jti": str(uuid.uuid4()),
     })  # fmt: skip
+    if nonce:
+        id_claims["nonce"] = nonce
     for name in suppress or []:
         id_claims.pop(name, None)
     id_claims.update(overrides or {})
@@ -83,10 +90,29 @@ def issue(pool: dict[str, Any], client_id: str, user: dict[str, Any], groups: li
         access["cognito:groups"] = groups
     access.update({
         "iss": issuer, "client_id": client_id, "origin_jti": origin_jti, "event_id": event_id,
-        "token_use": "access", "scope": "aws.cognito.signin.user.admin", "auth_time": auth_time,
+        "token_use": "access", "scope": scope, "auth_time": auth_time,
         "exp": now + ACCESS_TOKEN_SECONDS, "iat": now, "jti": str(uuid.uuid4()), "username": user["Username"],
     })  # fmt: skip
-    return sign(id_claims, pool["Kid"], pool["PrivateKey"]), sign(access, pool["Kid"], pool["PrivateKey"])
+    if oauth:
+        access["version"] = 2
+    access_token = sign(access, pool["Kid"], pool["PrivateKey"])
+    if oauth:
+        id_claims["at_hash"] = at_hash(access_token)
+    return sign(id_claims, pool["Kid"], pool["PrivateKey"]), access_token
+
+
+def at_hash(access_token: str) -> str:
+    """OpenID Connect's ``at_hash``: the left half of the token's SHA-256, base64url."""
+    digest = hashlib.sha256(access_token.encode()).digest()
+    return base64.urlsafe_b64encode(digest[: len(digest) // 2]).decode().rstrip("=")
+
+
+def client_credentials_token(pool: dict[str, Any], client_id: str, scope: str) -> str:
+    """A machine-to-machine access token: the client is the subject, no user."""
+    now = int(time.time())
+    claims = {"sub": client_id, "token_use": "access", "scope": scope, "auth_time": now, "iss": pool["Issuer"],
+              "exp": now + ACCESS_TOKEN_SECONDS, "iat": now, "version": 2, "jti": str(uuid.uuid4()), "client_id": client_id}  # fmt: skip
+    return sign(claims, pool["Kid"], pool["PrivateKey"])
 
 
 def unverified_claims(token: str) -> dict[str, Any] | None:

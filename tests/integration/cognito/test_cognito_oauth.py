@@ -1,0 +1,282 @@
+"""A user pool domain as apps use it: the hosted UI's authorization-code + PKCE
+flow driven like a browser (authorize → login form → redirect → token), the
+machine-to-machine client_credentials grant with a resource server's scopes,
+userInfo, refresh, revoke and logout, reached by path and by Host header, with
+OAuth's error bodies for each kind of bad request."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import secrets
+import urllib.parse
+import uuid
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from botocore.exceptions import ClientError
+
+from nubes.testing import NubesServer
+
+PASSWORD = "Corr3ct-Horse!"
+CALLBACK = "http://localhost:3000/callback"
+SIGNED_OUT = "http://localhost:3000/signed-out"
+
+
+def _setup(nubes: NubesServer) -> dict[str, Any]:
+    idp = nubes.client("cognito-idp")
+    pool_id = idp.create_user_pool(PoolName="web")["UserPool"]["Id"]
+    domain = f"web-{uuid.uuid4().hex[:10]}"
+    idp.create_user_pool_domain(Domain=domain, UserPoolId=pool_id)
+    idp.create_resource_server(UserPoolId=pool_id, Identifier="orders", Name="Orders API",
+                               Scopes=[{"ScopeName": "read", "ScopeDescription": "read orders"},
+                                       {"ScopeName": "write", "ScopeDescription": "write orders"}])  # fmt: skip
+    web = idp.create_user_pool_client(
+        UserPoolId=pool_id, ClientName="spa", AllowedOAuthFlowsUserPoolClient=True, AllowedOAuthFlows=["code"],
+        AllowedOAuthScopes=["openid", "email", "profile", "orders/read"], CallbackURLs=[CALLBACK], LogoutURLs=[SIGNED_OUT],
+        SupportedIdentityProviders=["COGNITO"],
+    )["UserPoolClient"]  # fmt: skip
+    m2m = idp.create_user_pool_client(
+        UserPoolId=pool_id, ClientName="worker", GenerateSecret=True, AllowedOAuthFlowsUserPoolClient=True,
+        AllowedOAuthFlows=["client_credentials"], AllowedOAuthScopes=["orders/read", "orders/write"],
+    )["UserPoolClient"]  # fmt: skip
+    idp.admin_create_user(UserPoolId=pool_id, Username="alice", MessageAction="SUPPRESS",
+                          UserAttributes=[{"Name": "email", "Value": "alice@example.test"}, {"Name": "email_verified", "Value": "true"}])  # fmt: skip
+    idp.admin_set_user_password(UserPoolId=pool_id, Username="alice", Password=PASSWORD, Permanent=True)
+    base = f"{nubes.endpoint}/_nubes/cognito/{domain}"
+    return {"idp": idp, "pool_id": pool_id, "domain": domain, "web": web, "m2m": m2m, "base": base}
+
+
+def _verify(nubes: NubesServer, pool_id: str, token: str, audience: str | None = None) -> dict[str, Any]:
+    key = jwt.PyJWKClient(f"{nubes.endpoint}/{pool_id}/.well-known/jwks.json").get_signing_key_from_jwt(token)
+    claims: dict[str, Any] = jwt.decode(token, key.key, algorithms=["RS256"], audience=audience,
+                                        issuer=f"{nubes.endpoint}/{pool_id}", options={"verify_aud": audience is not None})  # fmt: skip
+    return claims
+
+
+def _pkce() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
+    return verifier, challenge
+
+
+def _query(location: str) -> dict[str, str]:
+    return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(location).query))
+
+
+def _sign_in(http: httpx.Client, env: dict[str, Any], params: dict[str, str], password: str = PASSWORD) -> httpx.Response:
+    """authorize → login form → POST; the response that follows the POST."""
+    start = http.get(f"{env['base']}/oauth2/authorize", params=params)
+    assert start.status_code == 302, start.text
+    login_url = urllib.parse.urljoin(str(start.url), start.headers["location"])
+    assert urllib.parse.urlsplit(login_url).path == f"/_nubes/cognito/{env['domain']}/login"
+    page = http.get(login_url)
+    assert page.status_code == 200 and 'name="password"' in page.text
+    action = re.search(r'<form method="post" action="([^"]+)"', page.text)
+    csrf = re.search(r'name="_csrf" value="([^"]+)"', page.text)
+    assert action and csrf
+    target = urllib.parse.urljoin(login_url, action.group(1).replace("&amp;", "&"))
+    return http.post(target, data={"_csrf": csrf.group(1), "username": "alice", "password": password, "signInSubmitButton": "Sign in"})
+
+
+def test_authorization_code_with_pkce_through_the_hosted_ui(nubes: NubesServer) -> None:
+    env = _setup(nubes)
+    client_id = env["web"]["ClientId"]
+    verifier, challenge = _pkce()
+    params = {"response_type": "code", "client_id": client_id, "redirect_uri": CALLBACK, "state": "st-1",
+              "scope": "openid email profile", "code_challenge": challenge, "code_challenge_method": "S256", "nonce": "n-0S6"}  # fmt: skip
+    with httpx.Client(follow_redirects=False) as http:
+        wrong = _sign_in(http, env, params, password="Wrong-pass1!")
+        assert wrong.status_code == 200 and "Incorrect username or password." in wrong.text
+        done = _sign_in(http, env, params)
+        assert done.status_code == 302, done.text
+        location = done.headers["location"]
+        assert location.startswith(CALLBACK + "?")
+        back = _query(location)
+        assert back["state"] == "st-1" and back["code"]
+        token_url = f"{env['base']}/oauth2/token"
+        bad = http.post(token_url, data={"grant_type": "authorization_code", "client_id": client_id, "code": back["code"],
+                                         "redirect_uri": CALLBACK, "code_verifier": "not-the-verifier"})  # fmt: skip
+        assert (bad.status_code, bad.json()) == (400, {"error": "invalid_grant"})
+        reused = http.post(token_url, data={"grant_type": "authorization_code", "client_id": client_id, "code": back["code"],
+                                            "redirect_uri": CALLBACK, "code_verifier": verifier})  # fmt: skip
+        assert (reused.status_code, reused.json()) == (400, {"error": "invalid_grant"})
+        # the browser is signed in: authorize answers with a code straight away
+        again = http.get(f"{env['base']}/oauth2/authorize", params=params)
+        assert again.status_code == 302 and again.headers["location"].startswith(CALLBACK + "?")
+        code = _query(again.headers["location"])["code"]
+        missing = http.post(token_url, data={"grant_type": "authorization_code", "client_id": client_id, "code": code, "redirect_uri": CALLBACK})
+        assert (missing.status_code, missing.json()) == (400, {"error": "invalid_request"})
+        again = http.get(f"{env['base']}/oauth2/authorize", params=params)
+        code = _query(again.headers["location"])["code"]
+        out = http.post(token_url, data={"grant_type": "authorization_code", "client_id": client_id, "code": code,
+                                         "redirect_uri": CALLBACK, "code_verifier": verifier})  # fmt: skip
+        assert out.status_code == 200, out.text
+        tokens = out.json()
+        assert tokens["token_type"] == "Bearer" and tokens["expires_in"] == 3600
+        id_claims = _verify(nubes, env["pool_id"], tokens["id_token"], client_id)
+        assert id_claims["cognito:username"] == "alice" and id_claims["email"] == "alice@example.test"
+        assert id_claims["nonce"] == "n-0S6" and id_claims["token_use"] == "id"
+        digest = hashlib.sha256(tokens["access_token"].encode()).digest()
+        assert id_claims["at_hash"] == base64.urlsafe_b64encode(digest[:16]).decode().rstrip("=")
+        access = _verify(nubes, env["pool_id"], tokens["access_token"])
+        assert access["scope"].split() == ["openid", "email", "profile"] and access["username"] == "alice"
+        assert access["client_id"] == client_id and access["token_use"] == "access"
+
+        info = http.get(f"{env['base']}/oauth2/userInfo", headers={"Authorization": f"Bearer {tokens['access_token']}"})
+        assert info.status_code == 200
+        assert info.json()["email"] == "alice@example.test" and info.json()["username"] == "alice"
+        assert info.json()["sub"] == id_claims["sub"]
+
+        refreshed = http.post(token_url, data={"grant_type": "refresh_token", "client_id": client_id, "refresh_token": tokens["refresh_token"]})
+        assert refreshed.status_code == 200 and "refresh_token" not in refreshed.json()
+        assert _verify(nubes, env["pool_id"], refreshed.json()["id_token"], client_id)["sub"] == id_claims["sub"]
+
+        revoked = http.post(f"{env['base']}/oauth2/revoke", data={"token": tokens["refresh_token"], "client_id": client_id})
+        assert revoked.status_code == 200
+        after = http.post(token_url, data={"grant_type": "refresh_token", "client_id": client_id, "refresh_token": tokens["refresh_token"]})
+        assert (after.status_code, after.json()) == (400, {"error": "invalid_grant"})
+
+        bye = http.get(f"{env['base']}/logout", params={"client_id": client_id, "logout_uri": SIGNED_OUT})
+        assert bye.status_code == 302 and bye.headers["location"] == SIGNED_OUT
+        assert "Max-Age=0" in bye.headers["set-cookie"]
+        http.cookies.clear()
+        fresh = http.get(f"{env['base']}/oauth2/authorize", params=params)
+        assert "/login?" in fresh.headers["location"]
+        mismatch = http.get(f"{env['base']}/logout", params={"client_id": client_id, "logout_uri": "https://evil.test/"})
+        assert mismatch.status_code == 302 and "error=redirect_mismatch" in mismatch.headers["location"]
+
+
+def test_client_credentials_by_host_header_with_resource_server_scopes(nubes: NubesServer) -> None:
+    env = _setup(nubes)
+    m2m = env["m2m"]
+    basic = base64.b64encode(f"{m2m['ClientId']}:{m2m['ClientSecret']}".encode()).decode()
+    hosts = [f"{env['domain']}.auth.localhost:{nubes.port}", f"{env['domain']}.auth.us-east-1.amazoncognito.com"]
+    with httpx.Client() as http:
+        for host in hosts:
+            out = http.post(f"{nubes.endpoint}/oauth2/token", headers={"Host": host, "Authorization": f"Basic {basic}"},
+                            data={"grant_type": "client_credentials", "scope": "orders/read"})  # fmt: skip
+            assert out.status_code == 200, out.text
+            body = out.json()
+            assert set(body) == {"access_token", "expires_in", "token_type"}
+            claims = _verify(nubes, env["pool_id"], body["access_token"])
+            assert claims["scope"] == "orders/read" and claims["client_id"] == m2m["ClientId"]
+            assert claims["token_use"] == "access" and claims["sub"] == m2m["ClientId"] and "username" not in claims
+        # client_secret_post, no scope: every scope the client is allowed
+        post = http.post(f"{env['base']}/oauth2/token", data={"grant_type": "client_credentials", "client_id": m2m["ClientId"],
+                                                              "client_secret": m2m["ClientSecret"]})  # fmt: skip
+        assert sorted(_verify(nubes, env["pool_id"], post.json()["access_token"])["scope"].split()) == ["orders/read", "orders/write"]
+        # the wrong region in the host name is not this domain
+        other = http.post(f"{nubes.endpoint}/oauth2/token", headers={"Host": f"{env['domain']}.auth.eu-west-1.amazoncognito.com"},
+                          data={"grant_type": "client_credentials"})  # fmt: skip
+        assert other.status_code == 404
+        # a machine token is no user's: userInfo refuses it
+        info = http.get(f"{env['base']}/oauth2/userInfo", headers={"Authorization": f"Bearer {post.json()['access_token']}"})
+        assert info.status_code == 401 and info.json()["error"] == "invalid_token"
+        assert 'error="invalid_token"' in info.headers["www-authenticate"]
+
+
+@pytest.mark.parametrize(
+    ("data", "auth", "expected"),
+    [
+        ({"grant_type": "client_credentials"}, "wrong", "invalid_client"),
+        ({"grant_type": "client_credentials", "scope": "orders/delete"}, "m2m", "invalid_scope"),
+        ({"grant_type": "client_credentials", "scope": "openid"}, "m2m", "invalid_scope"),
+        ({"grant_type": "password", "username": "alice", "password": PASSWORD}, "m2m", "unsupported_grant_type"),
+        ({}, "m2m", "invalid_request"),
+        ({"grant_type": "authorization_code", "code": "x", "redirect_uri": CALLBACK}, "m2m", "unauthorized_client"),
+        ({"grant_type": "client_credentials"}, "web", "invalid_client"),
+        ({"grant_type": "authorization_code", "code": "nope", "redirect_uri": CALLBACK}, "web", "invalid_grant"),
+        ({"grant_type": "authorization_code", "code": "nope", "redirect_uri": "http://other.test/"}, "web", "unauthorized_client"),
+        ({"grant_type": "refresh_token"}, "web", "invalid_request"),
+        ({"grant_type": "refresh_token", "refresh_token": "made-up"}, "web", "invalid_grant"),
+        ({"grant_type": "client_credentials", "client_id": "nosuchclient"}, None, "invalid_client"),
+    ],
+)
+def test_token_endpoint_errors(nubes: NubesServer, data: dict[str, str], auth: str | None, expected: str) -> None:
+    env = _setup(nubes)
+    headers = {}
+    if auth == "m2m":
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{env['m2m']['ClientId']}:{env['m2m']['ClientSecret']}".encode()).decode()
+    elif auth == "wrong":
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{env['m2m']['ClientId']}:not-the-secret".encode()).decode()
+    elif auth == "web":
+        data = {**data, "client_id": env["web"]["ClientId"]}
+    out = httpx.post(f"{env['base']}/oauth2/token", data=data, headers=headers)
+    assert (out.status_code, out.json()) == (400, {"error": expected})
+
+
+def test_authorize_errors_and_json_bodies(nubes: NubesServer) -> None:
+    env = _setup(nubes)
+    client_id = env["web"]["ClientId"]
+    url = f"{env['base']}/oauth2/authorize"
+    good = {"response_type": "code", "client_id": client_id, "redirect_uri": CALLBACK, "state": "s"}
+    with httpx.Client(follow_redirects=False) as http:
+        out = http.get(url, params={**good, "redirect_uri": "https://evil.test/cb"})
+        assert out.status_code == 302 and out.headers["location"].startswith(f"/_nubes/cognito/{env['domain']}/error?error=redirect_mismatch")
+        assert http.get(urllib.parse.urljoin(url, out.headers["location"])).status_code == 400
+        out = http.get(url, params={**good, "client_id": "nosuchclient"})
+        assert "/error?error=invalid_request" in out.headers["location"]
+        for change, error in (({"scope": "openid orders/write"}, "invalid_scope"), ({"response_type": "id_token"}, "unsupported_response_type"),
+                              ({"response_type": "token"}, "unauthorized_client"), ({"code_challenge_method": "S512", "code_challenge": "x"}, "invalid_request")):  # fmt: skip
+            out = http.get(url, params={**good, **change})
+            assert out.status_code == 302
+            assert out.headers["location"].startswith(CALLBACK + "?")
+            assert _query(out.headers["location"]) == {"error": error, "state": "s"}
+        m2m_token = http.post(f"{env['base']}/oauth2/token", data={"grant_type": "client_credentials"}, headers={"Content-Type": "application/json"})
+        assert (m2m_token.status_code, m2m_token.json()["error"]) == (400, "invalid_request")
+        assert http.get(f"{env['base']}/oauth2/userInfo").status_code == 401
+        assert http.get(f"{nubes.endpoint}/_nubes/cognito/no-such-domain/login").status_code == 404
+
+
+def test_domain_resource_server_and_client_oauth_operations(nubes: NubesServer) -> None:
+    env = _setup(nubes)
+    idp, pool_id = env["idp"], env["pool_id"]
+    described = idp.describe_user_pool_domain(Domain=env["domain"])["DomainDescription"]
+    assert described["UserPoolId"] == pool_id and described["Status"] == "ACTIVE" and described["Domain"] == env["domain"]
+    assert idp.describe_user_pool(UserPoolId=pool_id)["UserPool"]["Domain"] == env["domain"]
+    assert idp.describe_user_pool_domain(Domain="never-made-here")["DomainDescription"] == {}
+    with pytest.raises(ClientError) as err:
+        idp.create_user_pool_domain(Domain=env["domain"], UserPoolId=idp.create_user_pool(PoolName="other")["UserPool"]["Id"])
+    assert err.value.response["Error"]["Code"] == "InvalidParameterException"
+    with pytest.raises(ClientError) as err:
+        idp.create_user_pool_domain(Domain="Not_Valid", UserPoolId=pool_id)
+    assert err.value.response["Error"]["Code"] == "InvalidParameterException"
+
+    server = idp.describe_resource_server(UserPoolId=pool_id, Identifier="orders")["ResourceServer"]
+    assert [s["ScopeName"] for s in server["Scopes"]] == ["read", "write"]
+    with pytest.raises(ClientError) as err:
+        idp.create_resource_server(UserPoolId=pool_id, Identifier="orders", Name="again")
+    assert err.value.response["Error"]["Code"] == "InvalidParameterException"
+    idp.create_resource_server(UserPoolId=pool_id, Identifier="https://api.example.test", Name="api",
+                               Scopes=[{"ScopeName": "admin", "ScopeDescription": "all"}])  # fmt: skip
+    assert len(idp.list_resource_servers(UserPoolId=pool_id, MaxResults=10)["ResourceServers"]) == 2
+    page = idp.list_resource_servers(UserPoolId=pool_id, MaxResults=1)
+    assert len(page["ResourceServers"]) == 1 and page["NextToken"]
+    updated = idp.update_resource_server(UserPoolId=pool_id, Identifier="https://api.example.test", Name="api v2", Scopes=[])
+    assert updated["ResourceServer"]["Name"] == "api v2"
+    idp.delete_resource_server(UserPoolId=pool_id, Identifier="https://api.example.test")
+    with pytest.raises(ClientError) as err:
+        idp.describe_resource_server(UserPoolId=pool_id, Identifier="https://api.example.test")
+    assert err.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+    with pytest.raises(ClientError) as err:
+        idp.create_user_pool_client(UserPoolId=pool_id, ClientName="x", AllowedOAuthFlowsUserPoolClient=True,
+                                    AllowedOAuthFlows=["client_credentials"], AllowedOAuthScopes=["orders/read"])  # fmt: skip
+    assert err.value.response["Error"]["Code"] == "InvalidOAuthFlowException"
+    with pytest.raises(ClientError) as err:
+        idp.create_user_pool_client(UserPoolId=pool_id, ClientName="x", GenerateSecret=True, AllowedOAuthFlowsUserPoolClient=True,
+                                    AllowedOAuthFlows=["client_credentials"], AllowedOAuthScopes=["orders/delete"])  # fmt: skip
+    assert err.value.response["Error"]["Code"] == "ScopeDoesNotExistException"
+    with pytest.raises(ClientError) as err:
+        idp.create_user_pool_client(UserPoolId=pool_id, ClientName="x", GenerateSecret=True, AllowedOAuthFlowsUserPoolClient=True,
+                                    AllowedOAuthFlows=["client_credentials", "code"], AllowedOAuthScopes=["orders/read"],
+                                    CallbackURLs=[CALLBACK])  # fmt: skip
+    assert err.value.response["Error"]["Code"] == "InvalidOAuthFlowException"
+
+    idp.delete_user_pool_domain(Domain=env["domain"], UserPoolId=pool_id)
+    assert idp.describe_user_pool_domain(Domain=env["domain"])["DomainDescription"] == {}
+    assert httpx.get(f"{env['base']}/login").status_code == 404
