@@ -10,7 +10,7 @@ in-memory versions here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -112,6 +112,10 @@ class HistorySink(Protocol):
         checkpoints (when given) atomically."""
 
 
+async def _nothing() -> None:
+    return None
+
+
 @dataclass
 class TaskRequest:
     """One task invocation the interpreter asks the executor to perform."""
@@ -130,6 +134,8 @@ class TaskRequest:
     credentials: Any = None
     #: emit an extra history event (``TaskSubmitted``, ``ActivityStarted``, ...)
     emit: Callable[[str, dict[str, Any] | None], object] = lambda kind, details: None
+    #: write the events emitted so far (before a long wait, so the history shows them)
+    flush: Callable[[], Awaitable[None]] = _nothing
 
 
 class TaskExecutor(Protocol):

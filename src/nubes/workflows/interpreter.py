@@ -585,7 +585,7 @@ class Interpreter:
             resource=resource, parameters=params, state_name=state.name,
             execution=self.execution, timeout_seconds=timeout, heartbeat_seconds=heartbeat,
             task_token=token, resumed=resumed and token is not None, credentials=state.get("Credentials", None),
-            emit=lambda kind, details: self.emit(thread, kind, details),
+            emit=lambda kind, details: self.emit(thread, kind, details), flush=self.flush,
         )
         try:
             async with asyncio.timeout(timeout):

@@ -284,6 +284,7 @@ class Integrations:
         token = request.task_token
         assert token is not None
         await self.register_token(token, request)
+        await request.flush()  # TaskSubmitted shows in the history while the task waits
         started_emitted = False
         while True:
             # listen before reading, so a callback between the read and the wait wakes us
