@@ -55,6 +55,9 @@ class Settings:
     tls_port: int = field(default=0, metadata={"env": "NUBES_TLS_PORT"})
     durability: str = field(default="normal", metadata={"env": "NUBES_DURABILITY"})
     no_auth: bool = field(default=False, metadata={"env": "NUBES_NO_AUTH"})
+    #: the console asks clients off this machine to sign in; ``False`` asks loopback
+    #: clients too (nubes behind a reverse proxy on the same machine)
+    console_trust_loopback: bool = field(default=True, metadata={"env": "NUBES_CONSOLE_TRUST_LOOPBACK"})
     #: access key id → secret access key accepted by SigV4 verification.
     credentials: Mapping[str, str] = field(
         default_factory=lambda: {"test": "test"}, metadata={"env": "NUBES_CREDENTIALS"}

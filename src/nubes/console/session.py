@@ -26,11 +26,14 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from nubes.storage.base import Store, Txn
+
+if TYPE_CHECKING:
+    from nubes.settings import Settings
 
 #: the cookie's name; its path is the console's, so no other route ever sees it
 COOKIE = "nubes_console_session"
@@ -60,16 +63,16 @@ def is_loopback(client_ip: str) -> bool:
     return address.is_loopback
 
 
-def signin_required(settings: Any, client_ip: str) -> bool:
+def signin_required(settings: Settings, client_ip: str) -> bool:
     """Whether a console request from ``client_ip`` needs a session.
 
     Never when signatures are off (``no_auth``); not for a loopback client unless
     the settings turn that exemption off (``console_trust_loopback = False``, for a
     nubes behind a reverse proxy on the same machine, whose clients all look local).
     """
-    if getattr(settings, "no_auth", False):
+    if settings.no_auth:
         return False
-    return not (getattr(settings, "console_trust_loopback", True) and is_loopback(client_ip))
+    return not (settings.console_trust_loopback and is_loopback(client_ip))
 
 
 @dataclass(frozen=True)

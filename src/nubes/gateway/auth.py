@@ -73,7 +73,10 @@ class Authenticator:
         self._temporary.pop(access_key, None)
         self._loaded.pop(access_key, None)
 
-    async def _secret(self, access_key: str, token: str | None, protocol: str) -> str:
+    async def secret(self, access_key: str, token: str | None, protocol: str = "json") -> str:
+        """The current secret of ``access_key`` (configured, then STS temporary
+        credentials with their session ``token``); the ``protocol``'s AwsError when
+        the key is unknown, the token wrong or the credentials expired."""
         secret = self._static.get(access_key)
         if secret is not None:
             return secret
@@ -114,7 +117,7 @@ class Authenticator:
         # configured keys need no store read: skip the coroutine for them
         secret = self._static.get(sig.access_key)
         if secret is None:
-            secret = await self._secret(sig.access_key, sig.session_token, protocol)
+            secret = await self.secret(sig.access_key, sig.session_token, protocol)
         if s3:
             payload_hash = request.headers.get("x-amz-content-sha256") or "UNSIGNED-PAYLOAD"
             if sig.presigned:

@@ -102,12 +102,9 @@ def test_signin_required_only_off_loopback_and_with_signatures_on() -> None:
     assert session.signin_required(signed, "127.0.0.1") is False
     assert session.signin_required(signed, "::1") is False
     assert session.signin_required(Settings(no_auth=True), REMOTE) is False
-
-    class Proxied:  # a settings object that turns the loopback exemption off
-        no_auth = False
-        console_trust_loopback = False
-
-    assert session.signin_required(Proxied(), "127.0.0.1") is True
+    proxied = Settings.load(env={"NUBES_CONSOLE_TRUST_LOOPBACK": "false"})  # behind a local proxy
+    assert session.signin_required(proxied, "127.0.0.1") is True
+    assert session.signin_required(proxied, REMOTE) is True
 
 
 # -- tokens ------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ def _https(request: HttpRequest) -> bool:
     """Whether the browser reached nubes over https (the session cookie is then
     ``Secure``). A forwarded-proto header only ever adds that flag, so trusting it
     costs nothing."""
-    scheme = getattr(request, "scheme", "http")
+    scheme = request.scheme
     return scheme == "https" or request.headers.get("x-forwarded-proto", "").lower() == "https"
 
 
@@ -77,9 +77,8 @@ class ConsoleProvider(Provider):
 
     async def _secret(self, access_key: str, session_token: str | None) -> str:
         """The current secret of ``access_key``; an AwsError when it is unknown or expired."""
-        # Authenticator has no public lookup (only verify(), which needs a signed
-        # request); this is the same resolution the gateway applies to every AWS call
-        return await self._auth._secret(access_key, session_token, "json")
+        # the same resolution the gateway applies to every AWS call
+        return await self._auth.secret(access_key, session_token)
 
     async def _session_key(self) -> bytes:
         if self._key is None:
