@@ -7,7 +7,7 @@ import asyncio
 import fnmatch
 import time
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote, unquote
 
 import orjson
 
@@ -19,6 +19,10 @@ from nubes.services.apigateway.payloads import Incoming, event_v1, event_v2
 
 if TYPE_CHECKING:
     import jwt
+
+
+#: characters a path segment may hold unescaped (RFC 3986 pchar, less unreserved)
+_PCHAR = "/@:!$&'()*+,;="
 
 
 class Denied(Exception):
@@ -235,20 +239,23 @@ class Authorizers:
     async def iam(self, req: Incoming, raw_path: str, *other_paths: str) -> dict[str, Any]:
         """SigV4 on the request itself (``execute-api``); the caller's identity.
 
-        ``raw_path`` is the path as the client sent it; when only the decoded path is
-        known, ``other_paths`` are further spellings it may have been sent in (``@``
-        or ``=`` escaped or not), tried in turn when the signature does not match."""
+        ``raw_path`` is the path as the client sent it, or a spelling of it: the
+        gateway hands over the decoded path, so ``other_paths`` and the usual
+        spellings of it (sub-delimiters like ``=`` ``@`` ``:`` left as they are, or
+        all escaped) are tried in turn when the signature does not match."""
         query: dict[str, list[str]] = {}
         for key, value in parse_qsl(req.raw_query, keep_blank_values=True):
             query.setdefault(key, []).append(value)
         wire = WireRequest(req.method, raw_path, query, req.headers, req.body)
+        decoded = unquote(raw_path)
+        spellings = list(dict.fromkeys((raw_path, *other_paths, quote(decoded, safe=_PCHAR), quote(decoded))))
         access_key: str | None = None
-        for i, path in enumerate((raw_path, *other_paths)):
+        for i, path in enumerate(spellings):
             try:
                 access_key = await self._iam.verify(wire, path, req.raw_query, "rest-json", s3=False)
                 break
             except AwsError as err:
-                if err.code != "InvalidSignatureException" or i == len(other_paths):
+                if err.code != "InvalidSignatureException" or i == len(spellings) - 1:
                     raise Denied(403, err.message, {"x-amzn-ErrorType": err.code}) from None
         if access_key is None:
             raise Denied(403, "Missing Authentication Token", {"x-amzn-ErrorType": "MissingAuthenticationTokenException"})

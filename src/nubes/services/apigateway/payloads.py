@@ -108,6 +108,11 @@ def event_v2(req: Incoming) -> dict[str, Any]:
     }  # fmt: skip
     if req.authorizer is not None:
         context["authorizer"] = req.authorizer
+    elif req.identity:  # an AWS_IAM route: who signed
+        identity = req.identity
+        context["authorizer"] = {"iam": {"accessKey": identity.get("accessKey"), "accountId": identity.get("accountId"),
+                                         "callerId": identity.get("caller"), "cognitoIdentity": None, "principalOrgId": None,
+                                         "userArn": identity.get("userArn"), "userId": identity.get("user")}}  # fmt: skip
     event: dict[str, Any] = {
         "version": "2.0", "routeKey": req.route_key, "rawPath": context["http"]["path"],
         "rawQueryString": req.raw_query, "headers": headers, "requestContext": context, "isBase64Encoded": encoded,

@@ -238,14 +238,12 @@ class ApiGatewayProvider(Provider):
         prefix = quote(request.path[: len(request.path) - len(rest)])
         req = Incoming(request.method, rest, request.query_string.decode("latin-1"), dict(request.headers), request.body,
                        request.client_ip, api_id, stage_name, "", "", self.app.settings.account_id)  # fmt: skip
-        # the gateway hands over the decoded path: try the spellings clients send it in,
-        # SDKs' first (a literal "@", the id's "=" escaped)
-        sent = (prefix + "/@connections/" + quote(connection_id, safe=""), quote(request.path, safe="/@=+:,;$&'()*!"),
-                quote(request.path))  # fmt: skip
         from nubes.services.apigateway.authorizers import Denied
 
+        # the gateway hands over the decoded path: SDKs send a literal "@" and escape the
+        # id ("=" as %3D); the IAM check also tries the other usual spellings
         try:
-            await self.authorizers.iam(req, *sent)
+            await self.authorizers.iam(req, prefix + "/@connections/" + quote(connection_id, safe=""))
         except Denied as denied:
             return json_response(denied.status, {"message": denied.message}, denied.headers)
         return None
