@@ -280,3 +280,76 @@ def test_domain_resource_server_and_client_oauth_operations(nubes: NubesServer) 
     idp.delete_user_pool_domain(Domain=env["domain"], UserPoolId=pool_id)
     assert idp.describe_user_pool_domain(Domain=env["domain"])["DomainDescription"] == {}
     assert httpx.get(f"{env['base']}/login").status_code == 404
+
+
+TRIGGER = """
+def handler(event, context):
+    source = event['triggerSource']
+    if source == 'PreAuthentication_Authentication' and event['userName'] == 'blocked':
+        raise Exception('blocked user')
+    if source.startswith('TokenGeneration_'):
+        event['response']['claimsOverrideDetails'] = {'claimsToAddOrOverride': {'source': source}}
+    return event
+"""
+
+
+def _trigger_function(nubes: NubesServer) -> str:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("app.py", TRIGGER)
+    lam = nubes.client("lambda")
+    name = f"hosted-{uuid.uuid4().hex[:6]}"
+    arn: str = lam.create_function(FunctionName=name, Runtime="python3.12", Handler="app.handler",
+                                   Role="arn:aws:iam::000000000000:role/x", Code={"ZipFile": buf.getvalue()})["FunctionArn"]  # fmt: skip
+    lam.get_waiter("function_active_v2").wait(FunctionName=name)
+    return arn
+
+
+def test_hosted_ui_triggers_new_password_implicit_flow_and_discovery(nubes: NubesServer) -> None:
+    fn = _trigger_function(nubes)
+    idp = nubes.client("cognito-idp")
+    pool_id = idp.create_user_pool(PoolName="hosted", LambdaConfig={"PreAuthentication": fn, "PreTokenGeneration": fn})["UserPool"]["Id"]
+    domain = f"hosted-{uuid.uuid4().hex[:8]}"
+    idp.create_user_pool_domain(Domain=domain, UserPoolId=pool_id)
+    client_id = idp.create_user_pool_client(UserPoolId=pool_id, ClientName="web", AllowedOAuthFlowsUserPoolClient=True,
+                                            AllowedOAuthFlows=["code", "implicit"], AllowedOAuthScopes=["openid", "email"],
+                                            CallbackURLs=[CALLBACK])["UserPoolClient"]["ClientId"]  # fmt: skip
+    idp.admin_create_user(UserPoolId=pool_id, Username="newbie", TemporaryPassword="Temp-pass1!", MessageAction="SUPPRESS")
+    idp.admin_create_user(UserPoolId=pool_id, Username="blocked", MessageAction="SUPPRESS")
+    idp.admin_set_user_password(UserPoolId=pool_id, Username="blocked", Password=PASSWORD, Permanent=True)
+    base = f"{nubes.endpoint}/_nubes/cognito/{domain}"
+
+    discovery = httpx.get(f"{nubes.endpoint}/{pool_id}/.well-known/openid-configuration").json()
+    assert discovery["authorization_endpoint"] == f"{base}/oauth2/authorize"
+    assert discovery["token_endpoint"] == f"{base}/oauth2/token" and discovery["userinfo_endpoint"] == f"{base}/oauth2/userInfo"
+
+    login = f"{base}/login?" + urllib.parse.urlencode({"response_type": "code", "client_id": client_id, "redirect_uri": CALLBACK, "state": "s"})
+    with httpx.Client(follow_redirects=False) as http:
+        blocked = http.post(login, data={"username": "blocked", "password": PASSWORD})
+        assert blocked.status_code == 200 and "PreAuthentication failed with error blocked user." in blocked.text
+        change = http.post(login, data={"username": "newbie", "password": "Temp-pass1!"})
+        assert change.status_code == 200 and 'name="newPassword"' in change.text
+        session = re.search(r'name="session" value="([^"]+)"', change.text)
+        assert session
+        weak = http.post(login, data={"session": session.group(1), "newPassword": "short"})
+        assert weak.status_code == 200 and "Password did not conform with policy" in weak.text
+        done = http.post(login, data={"session": session.group(1), "newPassword": "N3w-Password!"})
+        assert done.status_code == 302, done.text
+        assert idp.admin_get_user(UserPoolId=pool_id, Username="newbie")["UserStatus"] == "CONFIRMED"
+        code = _query(done.headers["location"])["code"]
+        out = http.post(f"{base}/oauth2/token", data={"grant_type": "authorization_code", "client_id": client_id, "code": code, "redirect_uri": CALLBACK})
+        claims = _verify(nubes, pool_id, out.json()["id_token"], client_id)
+        assert claims["cognito:username"] == "newbie" and claims["source"] == "TokenGeneration_HostedAuth"
+
+        implicit = http.get(f"{base}/oauth2/authorize", params={"response_type": "token", "client_id": client_id,
+                                                                 "redirect_uri": CALLBACK, "state": "i1", "scope": "openid"})  # fmt: skip
+        assert implicit.status_code == 302
+        location = implicit.headers["location"]
+        assert location.startswith(CALLBACK + "#")
+        fragment = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(location).fragment))
+        assert fragment["state"] == "i1" and fragment["token_type"] == "Bearer" and "refresh_token" not in fragment
+        assert _verify(nubes, pool_id, fragment["access_token"])["scope"] == "openid"
+        assert _verify(nubes, pool_id, fragment["id_token"], client_id)["cognito:username"] == "newbie"

@@ -98,6 +98,8 @@ class HostedUi(OAuthEndpoints):
             return await handler(domain, request)
         except OAuthError as err:
             return err.response()
+        except AwsError as err:  # a trigger failed while the browser waited
+            return page("Error", f'<p class="error">{html.escape(err.message)}</p>', 400)
 
     # -- authorize --------------------------------------------------------------------------
 
@@ -227,16 +229,59 @@ class HostedUi(OAuthEndpoints):
         if cookie_csrf and fields.get("_csrf") and not secrets.compare_digest(cookie_csrf, fields["_csrf"]):
             return self._login_form(domain, request, "Your session has expired. Please sign in again.")
         if "session" in fields:
+            if "newPassword" in fields:
+                return await self._login_new_password(domain, request, client, grant, fields)
             return await self._login_mfa(domain, request, client, grant, fields)
         try:
             user = await self._password_sign_in(domain, client, fields.get("username", ""), fields.get("password", ""))
-            mfa = await self._mfa_challenge(domain.pool, client, user)
-            if mfa is not None:
-                if mfa["ChallengeName"] != "SOFTWARE_TOKEN_MFA":
-                    return self._login_form(domain, request, "Set up multi-factor authentication through your app first.")
-                return self._mfa_form(domain, request, mfa["Session"])
-            await self._trigger(domain.pool, "PostAuthentication_Authentication", user, None, {"newDeviceUsed": False}, client["ClientId"])
-            return await self._grant(domain, client, user, grant)
+            if user["UserStatus"] == "FORCE_CHANGE_PASSWORD":
+                session = await self._new_session(domain.pool, client, user, "NEW_PASSWORD_REQUIRED")
+                return self._new_password_form(domain, request, session)
+            return await self._finish_login(domain, request, client, grant, user)
+        except AwsError as err:
+            return self._login_form(domain, request, _login_message(err))
+
+    async def _finish_login(self, domain: Domain, request: HttpRequest, client: dict[str, Any], grant: dict[str, Any],
+                            user: dict[str, Any]) -> WireResponse:  # fmt: skip
+        """MFA if the user has it, else back to the app."""
+        mfa = await self._mfa_challenge(domain.pool, client, user)
+        if mfa is not None:
+            if mfa["ChallengeName"] != "SOFTWARE_TOKEN_MFA":
+                return self._login_form(domain, request, "Set up multi-factor authentication through your app first.")
+            return self._mfa_form(domain, request, mfa["Session"])
+        await self._trigger(domain.pool, "PostAuthentication_Authentication", user, None, {"newDeviceUsed": False}, client["ClientId"])
+        return await self._grant(domain, client, user, grant)
+
+    def _new_password_form(self, domain: Domain, request: HttpRequest, session: str, error: str = "") -> WireResponse:
+        action = html.escape(f"{domain.base}/login?{request.query_string.decode('latin-1')}")
+        note = f'<p class="error">{html.escape(error)}</p>' if error else ""
+        body = (f'{note}<p>Please enter a new password.</p><form method="post" action="{action}">'
+                f'<input type="hidden" name="session" value="{html.escape(session)}">'
+                '<label for="newPassword">New password</label><input id="newPassword" name="newPassword" type="password" autocomplete="new-password">'
+                '<button type="submit" name="reset_password">Send</button></form>')  # fmt: skip
+        return page("Change password", body)
+
+    async def _login_new_password(self, domain: Domain, request: HttpRequest, client: dict[str, Any], grant: dict[str, Any],
+                                  fields: dict[str, str]) -> WireResponse:  # fmt: skip
+        """A user with a temporary password sets their own, then signs in."""
+        try:
+            session = await self._peek_session(fields["session"], "NEW_PASSWORD_REQUIRED")
+            if session["ClientId"] != client["ClientId"]:
+                raise AwsError("NotAuthorizedException", "Invalid session for the user, session is expired.", 400)
+            user = await self.db.user(domain.pool, session["Username"])
+        except AwsError as err:
+            return self._login_form(domain, request, _login_message(err))
+        try:
+            users.check_password(domain.pool["Policies"]["PasswordPolicy"], fields["newPassword"])
+        except AwsError as err:
+            return self._new_password_form(domain, request, fields["session"], err.message)
+        old = orjson.loads(orjson.dumps(user))
+        users.set_password(user, self._pool_name(domain.pool), fields["newPassword"])
+        user["UserStatus"] = "CONFIRMED"
+        await self._save_user(domain.pool, user, old)
+        await self._drop_session(fields["session"])
+        try:
+            return await self._finish_login(domain, request, client, grant, user)
         except AwsError as err:
             return self._login_form(domain, request, _login_message(err))
 
@@ -251,7 +296,7 @@ class HostedUi(OAuthEndpoints):
         status = user["UserStatus"]
         if status == "UNCONFIRMED":
             raise AwsError("UserNotConfirmedException", "User is not confirmed.", 400)
-        if status in ("RESET_REQUIRED", "FORCE_CHANGE_PASSWORD"):
+        if status == "RESET_REQUIRED":
             raise AwsError("PasswordResetRequiredException", "Password reset required for the user", 400)
         return user
 
@@ -263,8 +308,11 @@ class HostedUi(OAuthEndpoints):
             if err.code == "CodeMismatchException":
                 return self._mfa_form(domain, request, fields["session"], "Invalid code received for user")
             return self._login_form(domain, request, _login_message(err))
-        await self._trigger(domain.pool, "PostAuthentication_Authentication", user, None, {"newDeviceUsed": False}, client["ClientId"])
-        return await self._grant(domain, client, user, grant)
+        try:
+            await self._trigger(domain.pool, "PostAuthentication_Authentication", user, None, {"newDeviceUsed": False}, client["ClientId"])
+            return await self._grant(domain, client, user, grant)
+        except AwsError as err:
+            return self._login_form(domain, request, _login_message(err))
 
     # -- logout and errors --------------------------------------------------------------------------
 

@@ -397,5 +397,9 @@ class CognitoProvider(HostedUi):
             pool = await self.db.pool(match.group("pool"))
         except AwsError:
             return WireResponse(404, {"Content-Type": "application/json"}, b'{"message":"User pool not found"}')
-        doc = tokens.jwks(pool["Kid"], pool["PrivateKey"]) if match.group("doc") == "jwks.json" else tokens.openid_configuration(pool["Issuer"])
+        if match.group("doc") == "jwks.json":
+            doc = tokens.jwks(pool["Kid"], pool["PrivateKey"])
+        else:
+            hosted = f"{self.app.settings.endpoint}/_nubes/cognito/{pool['Domain']}" if pool.get("Domain") else None
+            doc = tokens.openid_configuration(pool["Issuer"], hosted)
         return WireResponse(200, {"Content-Type": "application/json"}, orjson.dumps(doc))

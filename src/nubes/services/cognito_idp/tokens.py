@@ -38,13 +38,16 @@ def jwks(kid: str, private_pem: str) -> dict[str, Any]:
     return {"keys": [{"alg": "RS256", "e": _b64(numbers.e), "kid": kid, "kty": "RSA", "n": _b64(numbers.n), "use": "sig"}]}
 
 
-def openid_configuration(issuer: str) -> dict[str, Any]:
+def openid_configuration(issuer: str, hosted: str | None = None) -> dict[str, Any]:
+    """The pool's OpenID document; ``hosted`` is the base URL of its domain's
+    OAuth endpoints (OIDC clients discover them here)."""
+    base = hosted or issuer
     return {
         "issuer": issuer,
         "jwks_uri": f"{issuer}/.well-known/jwks.json",
-        "authorization_endpoint": f"{issuer}/oauth2/authorize",
-        "token_endpoint": f"{issuer}/oauth2/token",
-        "userinfo_endpoint": f"{issuer}/oauth2/userInfo",
+        "authorization_endpoint": f"{base}/oauth2/authorize",
+        "token_endpoint": f"{base}/oauth2/token",
+        "userinfo_endpoint": f"{base}/oauth2/userInfo",
         "response_types_supported": ["code", "token"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
