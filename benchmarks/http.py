@@ -221,6 +221,7 @@ def parse_loadtest(out: str) -> dict[str, float]:
         "mean_ms": number(r"Mean latency:\s+([\d.]+) ms"), "rps": number(r"Effective rps:\s+([\d.]+)"),
         "p50_ms": number(r"^\s*50%\s+([\d.]+) ms"), "p90_ms": number(r"^\s*90%\s+([\d.]+) ms"),
         "p99_ms": number(r"^\s*99%\s+([\d.]+) ms"), "max_ms": number(r"^\s*100%\s+([\d.]+) ms"),
+        "clients": number(r"Concurrent clients:\s+(\d+)"),
     }  # fmt: skip
 
 
@@ -281,7 +282,7 @@ def run_loadtest(tmp: Path, duration: float, rps: int, concurrency: int) -> None
               "loadavg_1m_before": round(load_before, 2), "loadavg_1m_after": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()}  # fmt: skip
     # items_written may exceed completed by the requests in flight when loadtest stopped
     emit("http", "loadtest_dynamodb_errors", got["errors"], "requests", None, completed=int(got["completed"]),
-         items_written=written, target="0", **common)  # fmt: skip
+         items_written=written, clients_used=got["clients"], target="0", **common)  # fmt: skip
     emit("http", "loadtest_dynamodb_p99", got["p99_ms"], "ms", base["p99_ms"], **common)
     emit("http", "loadtest_dynamodb_p50", got["p50_ms"], "ms", base["p50_ms"], **common)
     emit("http", "loadtest_dynamodb_mean", got["mean_ms"], "ms", base["mean_ms"], max_ms=got["max_ms"], **common)
