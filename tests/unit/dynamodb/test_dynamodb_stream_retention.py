@@ -285,3 +285,15 @@ async def _trim_drops_every_expired_record_in_batches(app: App) -> None:
     assert await app.store.write(lambda txn: streams.trim_stream(txn, stream=stream, now=now)) == 0
     assert await app.store.write(lambda txn: streams.trim_stream(txn, stream=stream, now=now + DAY)) == 200
     assert await app.store.read(lambda txn: txn.log_bounds(log)) == (0, 0)
+
+
+def test_list_streams_limit_is_at_most_100(tmp_path: Path) -> None:
+    async def body(app: App) -> None:
+        await _create(app, "limited")
+        assert len(await _listed(app, Limit=100)) == 1
+        with pytest.raises(AwsError) as exc:
+            await app.call("dynamodbstreams", "ListStreams", {"Limit": 101})
+        assert exc.value.code == "ValidationException"
+        assert "less than or equal to 100" in exc.value.message
+
+    _run(tmp_path, body, "sqlite")

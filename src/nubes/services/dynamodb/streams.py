@@ -136,6 +136,9 @@ def list_streams(txn: Txn, region: str, params: dict[str, Any], now: float) -> d
         arns = [e["StreamArn"] for e in entries]
         entries = entries[arns.index(start) + 1 :] if start in arns else []
     limit = params.get("Limit") or 100
+    if limit > 100:  # the model has no maximum; DynamoDB Streams enforces one
+        raise validation(f"1 validation error detected: Value '{limit}' at 'limit' failed to satisfy constraint: "
+                         "Member must have value less than or equal to 100")  # fmt: skip
     out: dict[str, Any] = {"Streams": entries[:limit]}
     if len(entries) > limit:
         out["LastEvaluatedStreamArn"] = entries[limit - 1]["StreamArn"]
