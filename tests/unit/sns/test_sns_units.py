@@ -21,7 +21,7 @@ from nubes.services.sns.messages import (
     signature_key,
 )
 from nubes.services.sns.models import Subscription
-from nubes.services.sns.signing import Signer, string_to_sign
+from nubes.services.sns.signing import Signer, SigningJob, string_to_sign
 
 
 def test_string_to_sign_notification_and_confirmation() -> None:
@@ -160,7 +160,7 @@ def test_signature_made_ahead_is_the_one_notifications_carry(
     sub = Subscription(arn=f"{message['topic']}:abc", topic_arn=message["topic"], protocol=protocol,
                        endpoint="arn:aws:sqs:us-east-1:000000000000:q", owner="000000000000")  # fmt: skip
     text = notification_to_sign(message, protocol)
-    signature = signer.sign_texts([(text, "2")])[0]
+    signature = signer.sign_text(text, "2")
     # RSA PKCS#1 v1.5 is deterministic, so a marker proves the cached entry is used
     signer.remember("2", signature_key(message, protocol), "made-ahead")
     for lambda_style in (False, True):
@@ -174,3 +174,33 @@ def test_signature_made_ahead_is_the_one_notifications_carry(
     if "structure" in extra:
         other = "http" if protocol != "http" else "sqs"
         assert signer.cached("2", signature_key(message, other)) is None
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 7, 40])
+def test_signing_job_from_both_ends_signs_each_item_once(tmp_path: Path, count: int) -> None:
+    """The delivery worker's thread signs from the front while the event loop signs
+    from the back: every item gets its own signature, in order, whoever made it."""
+    import threading
+
+    signer = Signer(tmp_path)
+    items = [(f"text {n}", "2" if n % 2 else "1") for n in range(count)]
+    job = SigningJob(signer, items)
+    made: list[int] = []
+    real = signer.sign_text
+
+    def counted(text: str, version: str) -> str:
+        made.append(1)
+        return real(text, version)
+
+    signer.sign_text = counted  # type: ignore[method-assign]
+    helper = threading.Thread(target=job.sign_from_front)
+    helper.start()
+    while job.sign_one_from_back():
+        pass
+    helper.join()
+    assert len(made) == count
+    key = x509.load_pem_x509_certificate(signer.certificate_pem()).public_key()
+    assert isinstance(key, rsa.RSAPublicKey)
+    for (text, version), signature in zip(items, job.signatures, strict=True):
+        digest = hashes.SHA256() if version == "2" else hashes.SHA1()
+        key.verify(base64.b64decode(signature), text.encode(), padding.PKCS1v15(), digest)
