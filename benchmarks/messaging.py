@@ -1,11 +1,12 @@
 """SQS and SNS through the whole stack with a raw keep-alive HTTP client, 8 concurrent
 (2 processes x 4 connections), against MiniStack and moto's server in the same run.
 
-    python -m benchmarks.messaging [--duration 3] [--skip-peers]
+    python -m benchmarks.messaging [--duration 3] [--skip-peers] [--skip-function]
 
 Metrics: SendMessage of 1 KB messages (durable on nubes, in memory on the peers);
 send+receive+delete cycles; messages/s sent in batches of 10; SNS Publish to a topic
-with 10 SQS subscribers (publishes/s and deliveries/s until every queue has them).
+with 10 SQS subscribers (publishes/s, deliveries/s until every queue has them, and
+server CPU per publish until then).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from benchmarks.harness import (
 
 JSON = "application/x-amz-json-1.0"
 BODY_1K = "x" * 1024
-PEERS = (
+PEERS: tuple[tuple[str, list[str], dict[str, str]], ...] = (
     ("ministack", ["ministack"], {"GATEWAY_PORT": "{port}", "LOG_LEVEL": "WARNING"}),
     ("moto", ["moto_server", "-p", "{port}"], {}),
 )
@@ -181,6 +182,7 @@ def measure_sns(server: Server, duration: float, subscribers: int = 10) -> dict[
         content_type="application/x-www-form-urlencoded; charset=utf-8",
     )
     began = time.perf_counter()
+    cpu0 = cpu_seconds(server.pid)
     result = load(server, [publish], duration=duration, warmup=0)
     published = result.requests
     # deliveries done when every queue holds every message
@@ -192,7 +194,9 @@ def measure_sns(server: Server, duration: float, subscribers: int = 10) -> dict[
             break
         time.sleep(0.1)
     drained = time.perf_counter() - began
-    return {"publish_rps": result.rps, "publish_p50_ms": result.p50_ms,
+    # server CPU until every delivery is in, per publish (includes the polling above)
+    cpu_us = (cpu_seconds(server.pid) - cpu0) / published * 1e6 if published else 0.0
+    return {"publish_rps": result.rps, "publish_p50_ms": result.p50_ms, "cpu_us_per_publish": cpu_us,
             "deliveries_per_s": sum(counts) / drained, "fanout_complete_publishes_per_s": min(counts) / drained}  # fmt: skip
 
 
@@ -253,6 +257,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--skip-peers", action="store_true", help="do not run MiniStack and moto")
+    parser.add_argument("--skip-function", action="store_true",
+                        help="do not measure SQS -> function start (creates a function)")  # fmt: skip
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-msg-"))
     port = free_port()
@@ -261,7 +267,7 @@ def main() -> None:
     try:
         results = {"nubes": measure_sqs(nubes, args.duration, batches=True)}
         sns_nubes = measure_sns(nubes, args.duration)
-        to_function_ms = measure_sqs_to_function(nubes, tmp)
+        to_function_ms = float("nan") if args.skip_function else measure_sqs_to_function(nubes, tmp)
     finally:
         nubes.stop()
     sns_peer: dict[str, dict[str, float]] = {}
@@ -310,14 +316,15 @@ def main() -> None:
         10000.0,
         target=">= 10000 msg/s",
     )
-    emit(
-        "messaging", "sqs_send_to_function_start_p50", to_function_ms, "ms", 10.0, target="<= 10 ms"
-    )
+    if not args.skip_function:
+        emit("messaging", "sqs_send_to_function_start_p50", to_function_ms, "ms", 10.0,
+             target="<= 10 ms")  # fmt: skip
     base = sns_peer.get("ministack", {})
     emit("messaging", "sns_publish_10_sqs_subscribers", sns_nubes["publish_rps"], "publish/s",
          base.get("publish_rps"), target=">= 1000 publish/s", p50_ms=round(sns_nubes["publish_p50_ms"], 3))  # fmt: skip
     emit("messaging", "sns_fanout_complete", sns_nubes["fanout_complete_publishes_per_s"], "publish/s",
-         base.get("fanout_complete_publishes_per_s"), deliveries_per_s=round(sns_nubes["deliveries_per_s"], 1))  # fmt: skip
+         base.get("fanout_complete_publishes_per_s"), deliveries_per_s=round(sns_nubes["deliveries_per_s"], 1),
+         cpu_us_per_publish=round(sns_nubes["cpu_us_per_publish"], 1))  # fmt: skip
 
 
 if __name__ == "__main__":
