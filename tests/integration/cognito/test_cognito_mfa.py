@@ -166,3 +166,26 @@ def test_sms_mfa_needs_an_sms_configuration(nubes: NubesServer) -> None:
         idp.admin_set_user_mfa_preference(UserPoolId=pool_id, Username="bob", SMSMfaSettings={"Enabled": True})
     assert _error(err) == "InvalidParameterException"
     assert "phone_number" in err.value.response["Error"]["Message"] or "SMS_MFA" in err.value.response["Error"]["Message"]
+
+
+def test_mfa_at_pool_creation_needs_sms_and_sms_sign_in_is_named(nubes: NubesServer) -> None:
+    idp = nubes.client("cognito-idp")
+    with pytest.raises(ClientError) as err:
+        idp.create_user_pool(PoolName="mfa-on", MfaConfiguration="ON")
+    assert _error(err) == "InvalidParameterException"
+    assert "SMS configuration and Auto verification for phone_number are required" in err.value.response["Error"]["Message"]
+    pool_id = idp.create_user_pool(PoolName="sms-on", MfaConfiguration="ON", AutoVerifiedAttributes=["phone_number"],
+                                   SmsConfiguration={"SnsCallerArn": "arn:aws:iam::000000000000:role/sms"})["UserPool"]["Id"]  # fmt: skip
+    assert idp.describe_user_pool(UserPoolId=pool_id)["UserPool"]["MfaConfiguration"] == "ON"
+    client_id = idp.create_user_pool_client(UserPoolId=pool_id, ClientName="app",
+                                            ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH"])["UserPoolClient"]["ClientId"]  # fmt: skip
+    idp.admin_create_user(UserPoolId=pool_id, Username="alice", MessageAction="SUPPRESS",
+                          UserAttributes=[{"Name": "phone_number", "Value": "+15555550100"}])  # fmt: skip
+    idp.admin_set_user_password(UserPoolId=pool_id, Username="alice", Password=PASSWORD, Permanent=True)
+    with pytest.raises(ClientError) as err:  # nubes sends no text messages: it says so instead of pretending
+        _password_auth(idp, client_id)
+    assert _error(err) == "NotImplemented" and "SMS_MFA" in err.value.response["Error"]["Message"]
+    # once TOTP is on, a user without MFA sets it up instead
+    idp.set_user_pool_mfa_config(UserPoolId=pool_id, SoftwareTokenMfaConfiguration={"Enabled": True}, MfaConfiguration="ON")
+    setup = _password_auth(idp, client_id)
+    assert setup["ChallengeName"] == "MFA_SETUP"

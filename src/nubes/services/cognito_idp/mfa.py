@@ -102,10 +102,21 @@ class MfaFlows(AuthFlows):
         return self._pool_mfa(await self.db.pool(params["UserPoolId"]))
 
     @staticmethod
+    def _check_pool_mfa(pool: dict[str, Any]) -> None:
+        """CreateUserPool/UpdateUserPool: MFA that is not OFF needs SMS set up, unless
+        SetUserPoolMfaConfig already turned TOTP on."""
+        if (pool.get("MfaConfiguration") or "OFF") == "OFF" or (pool.get("SoftwareTokenMfaConfiguration") or {}).get("Enabled"):
+            return
+        if not pool.get("SmsConfiguration") or "phone_number" not in (pool.get("AutoVerifiedAttributes") or []):
+            raise AwsError("InvalidParameterException",
+                           "SMS configuration and Auto verification for phone_number are required when MFA is required/optional", 400)  # fmt: skip
+
+    @staticmethod
     def _mfa_types(pool: dict[str, Any]) -> list[str]:
-        """The MFA types a pool offers. A pool made with MFA on but no explicit type
-        (CreateUserPool's MfaConfiguration) offers TOTP."""
-        software, sms, email = (pool.get(k) for k in ("SoftwareTokenMfaConfiguration", "SmsMfaConfiguration", "EmailMfaConfiguration"))
+        """The MFA types a pool offers: TOTP once SetUserPoolMfaConfig enabled it
+        (or when nothing else is set up), SMS once the pool has an SMS configuration."""
+        software, email = pool.get("SoftwareTokenMfaConfiguration"), pool.get("EmailMfaConfiguration")
+        sms = pool.get("SmsMfaConfiguration") or pool.get("SmsConfiguration")
         kinds = []
         if (software or {}).get("Enabled") or (software is None and not (sms or email)):
             kinds.append(TOTP)

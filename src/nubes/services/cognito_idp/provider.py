@@ -58,6 +58,7 @@ class CognitoProvider(HostedUi):
     # -- pools --------------------------------------------------------------------
 
     async def create_user_pool(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        self._check_pool_mfa(params)
         pool_id = f"{ctx.region}_{random_id(9, _ALNUM)}"
         kid, pem = tokens.new_signing_key()
         now = time.time()
@@ -92,6 +93,8 @@ class CognitoProvider(HostedUi):
             elif key != "UserPoolId":
                 pool[key] = value
         pool["LastModifiedDate"] = time.time()
+        if "MfaConfiguration" in params:
+            self._check_pool_mfa(pool)
         await self.app.store.write(lambda txn: txn.put(POOLS, pack(pool["Id"]), orjson.dumps(pool)))
         return {}
 
