@@ -166,3 +166,27 @@ def test_primary_key_memo_follows_the_table_uid() -> None:
     assert (first.hash_key, first.hash_type, first.range_key, first.range_type) == ("pk", "S", "sk", "N")
     assert first.prefix == bytes(16) and first.names == {"pk", "sk"}
     assert other.range_type == "B" and other.prefix == b"\x11" * 16
+
+
+def test_batch_writes_blind_and_metered() -> None:
+    async def body(app: App) -> None:
+        await _create(app, "batch")
+        keys = [{"pk": {"S": f"k{n}"}, "sk": {"N": str(n)}} for n in range(3)]
+        big = [{**k, "v": {"S": "x" * 3000}} for k in keys]
+        await app.call("dynamodb", "BatchWriteItem", {"RequestItems": {"batch": [{"PutRequest": {"Item": i}} for i in big]}})
+        out = await app.call("dynamodb", "BatchWriteItem", {"RequestItems": {"batch": [
+            {"PutRequest": {"Item": keys[0]}}, {"DeleteRequest": {"Key": keys[1]}}]},
+            "ReturnConsumedCapacity": "TOTAL"})  # fmt: skip
+        # capacity of each write is that of the larger of old and new: 3 + 3
+        assert out["ConsumedCapacity"] == [{"TableName": "batch", "CapacityUnits": 6.0}]
+        await app.call("dynamodb", "BatchWriteItem", {"RequestItems": {"batch": [
+            {"DeleteRequest": {"Key": keys[2]}}, {"PutRequest": {"Item": big[1]}}]}})  # fmt: skip
+        got = await app.call("dynamodb", "BatchGetItem", {"RequestItems": {"batch": {"Keys": keys}}})
+        items = sorted(got["Responses"]["batch"], key=lambda i: str(i["pk"]["S"]))
+        assert items == [keys[0], big[1]]
+        with pytest.raises(AwsError) as exc:
+            await app.call("dynamodb", "BatchWriteItem", {"RequestItems": {"batch": [
+                {"PutRequest": {"Item": keys[0]}}, {"DeleteRequest": {"Key": keys[0]}}]}})  # fmt: skip
+        assert exc.value.message == "Provided list of item keys contains duplicates"
+
+    _run(body)

@@ -203,15 +203,20 @@ def _check(prepared: Prepared, old: Item | None, params: dict[str, Any]) -> None
         raise condition_failed(old, params.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD")
 
 
-def _blind_write(table: Table, prepared: Prepared, mode: str, effects: Effects) -> bool:
-    """Whether a write can replace an item without reading it first: nothing
-    depends on the old item (no condition, return values, capacity, index,
-    TTL or stream upkeep)."""
+def writes_blind(table: Table, effects: Effects) -> bool:
+    """Whether unconditional writes to this table can replace items without
+    reading them first: no capacity to measure, no index, TTL or stream upkeep
+    depends on the old item."""
     return (
-        mode == "NONE" and prepared.condition is None and not effects.metered and current_stream(table) is None
+        not effects.metered and current_stream(table) is None
         and not table.get("GlobalSecondaryIndexes") and not table.get("LocalSecondaryIndexes")
         and not (table.get("TTL") or {}).get("Enabled")
     )  # fmt: skip
+
+
+def _blind_write(table: Table, prepared: Prepared, mode: str, effects: Effects) -> bool:
+    # ... and the request has no condition and wants no old values back
+    return mode == "NONE" and prepared.condition is None and writes_blind(table, effects)
 
 
 def put_item(txn: Txn, table: Table, params: dict[str, Any], prepared: Prepared, effects: Effects) -> dict[str, Any]:

@@ -26,11 +26,18 @@ from nubes.services.dynamodb.items import (
     to_wire_safe,
     updated_item,
     write_units,
+    writes_blind,
 )
 from nubes.services.dynamodb.keys import check_index_keys, extract_key, item_key, key_of
 from nubes.services.dynamodb.prepare import Prepared, prepare
-from nubes.services.dynamodb.tables import TOKENS, Table, require_table
-from nubes.services.dynamodb.types import Item, check_item_size, validate_item, validation
+from nubes.services.dynamodb.tables import ITEMS, TOKENS, Table, require_table
+from nubes.services.dynamodb.types import (
+    Item,
+    check_item_size,
+    dump_item,
+    validate_item,
+    validation,
+)
 from nubes.storage.base import Txn
 from nubes.storage.keys import pack
 
@@ -217,15 +224,18 @@ def batch_write(txn: Txn, region: str, request: dict[str, Any], effects: Effects
         )
     for name, entries in request.items():
         table = require_table(txn, region, name)
+        blind = writes_blind(table, effects)
         seen: set[bytes] = set()
         for entry in entries:
             put = entry.get("PutRequest")
             delete = entry.get("DeleteRequest")
             if (put is None) == (delete is None):
                 raise validation("Supplied AttributeValue has more than one datatypes set, must contain exactly one of the supported datatypes")
+            stored = None
             if put is not None:
                 item = validate_item(put["Item"])
-                check_new_item(table, item)
+                stored = dump_item(item)
+                check_new_item(table, item, stored)
                 key = extract_key(table, item)
             else:
                 key = key_of(table, delete["Key"])
@@ -233,9 +243,15 @@ def batch_write(txn: Txn, region: str, request: dict[str, Any], effects: Effects
             if store_key in seen:
                 raise validation("Provided list of item keys contains duplicates")
             seen.add(store_key)
+            if blind:
+                if stored is None:
+                    txn.delete(ITEMS, store_key)
+                else:
+                    txn.put(ITEMS, store_key, stored)
+                continue
             old = read_item(txn, table, key)
             new = item if put is not None else None
             effects.charge(table, write_units(old, new))
-            store_item(txn, table, old, new, effects)
+            store_item(txn, table, old, new, effects, stored=stored)
     return {"UnprocessedItems": {}}
 
