@@ -3,7 +3,7 @@ with a raw keep-alive HTTP client, against a bare HTTP app answering the same by
 MiniStack and moto's server — all in the same run.
 
     python -m benchmarks.gateway [--duration 5]
-    python -m benchmarks.gateway --startup-only [--repeat 3]
+    python -m benchmarks.gateway --startup-only [--repeat 3] [--against OTHER_CHECKOUT/src]
 
 ``--startup-only`` measures only what ``nubes up`` costs before and just after it
 answers: the time to its first answer and its idle RSS (median of ``--repeat``
@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import os
 import statistics
 import tempfile
 import textwrap
 import time
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +62,8 @@ def _seed(server: Server) -> bytes:
         k, _, v = line.decode().partition(": ")
         req.add_header(k, v)
     with urllib.request.urlopen(req) as resp:
-        return resp.read()
+        answer: bytes = resp.read()
+        return answer
 
 
 #: one cheap read per served service (model name, operation, input): its first
@@ -133,51 +136,78 @@ def _timed(port: int, request: tuple[str, str, bytes, dict[str, str]]) -> tuple[
         conn.close()
 
 
-def _startup(repeat: int, tmp: Path) -> None:
-    """Time to the first answer and idle RSS of fresh ``nubes up`` processes, then the
-    first request to each service against the same request again."""
+@dataclass
+class _Starts:
+    """What fresh ``nubes up`` processes of one source tree measured."""
+
+    starts: list[float] = field(default_factory=list)
+    rss: list[float] = field(default_factory=list)
+    first: dict[str, list[float]] = field(default_factory=dict)
+    again: dict[str, list[float]] = field(default_factory=dict)
+
+
+def _start_nubes(into: _Starts, data_dir: Path, env: dict[str, str] | None, first_requests: bool) -> None:
+    """Start ``nubes up`` once: time to its first answer, idle RSS, first requests."""
+    port = free_port()
+    requests = [(svc, _prepared(port, svc, op, params)) for svc, op, params in FIRST_REQUESTS] if first_requests else []
+    nubes = start("nubes", [PYTHON, "-m", "nubes", "up", "--port", str(port), "--data-dir", str(data_dir)],
+                  port, env=env, ready_path="/_nubes/health")  # fmt: skip
+    try:
+        into.starts.append(nubes.started_in * 1000)
+        time.sleep(1.0)  # what it keeps once start-up work in the background is done
+        into.rss.append(rss_mb(nubes.pid))
+        for svc, request in requests:
+            took, status = _timed(port, request)
+            if status >= 400:
+                raise RuntimeError(f"{svc}: first request answered {status}")
+            into.first.setdefault(svc, []).append(took * 1000)
+            into.again.setdefault(svc, []).append(_timed(port, request)[0] * 1000)
+    finally:
+        nubes.stop()
+
+
+def _startup(repeat: int, tmp: Path, against: str | None) -> None:
+    """Time to the first answer and idle RSS of fresh ``nubes up`` processes (and, with
+    ``against``, of another checkout's ``src`` directory, interleaved), then the first
+    request to each service against the same request again."""
     bare_app = tmp / "bare.py"
     bare_app.write_text(BARE_APP)
     answer = tmp / "answer.json"
     answer.write_bytes(b"{}")
-    starts: list[float] = []
-    rss: list[float] = []
-    bare_starts: list[float] = []
-    bare_rss: list[float] = []
-    first: dict[str, list[float]] = {}
-    again: dict[str, list[float]] = {}
+    ours, theirs, bare = _Starts(), _Starts(), _Starts()
     for i in range(repeat):
-        port = free_port()
-        requests = [(svc, _prepared(port, svc, op, params)) for svc, op, params in FIRST_REQUESTS]
-        nubes = start("nubes", [PYTHON, "-m", "nubes", "up", "--port", str(port), "--data-dir", str(tmp / f"nubes-{i}")],
-                      port, ready_path="/_nubes/health")  # fmt: skip
-        try:
-            starts.append(nubes.started_in * 1000)
-            time.sleep(1.0)  # what it keeps once start-up work in the background is done
-            rss.append(rss_mb(nubes.pid))
-            for svc, request in requests:
-                took, status = _timed(port, request)
-                if status >= 400:
-                    raise RuntimeError(f"{svc}: first request answered {status}")
-                first.setdefault(svc, []).append(took * 1000)
-                again.setdefault(svc, []).append(_timed(port, request)[0] * 1000)
-        finally:
-            nubes.stop()
+        _start_nubes(ours, tmp / f"nubes-{i}", None, first_requests=True)
+        if against is not None:
+            _start_nubes(theirs, tmp / f"against-{i}", {"PYTHONPATH": against}, first_requests=True)
         bare_port = free_port()
-        bare = start("bare", [PYTHON, str(bare_app), str(bare_port), str(answer)], bare_port)
-        bare_starts.append(bare.started_in * 1000)
+        server = start("bare", [PYTHON, str(bare_app), str(bare_port), str(answer)], bare_port)
+        bare.starts.append(server.started_in * 1000)
         time.sleep(1.0)
-        bare_rss.append(rss_mb(bare.pid))
-        bare.stop()
+        bare.rss.append(rss_mb(server.pid))
+        server.stop()
     median = statistics.median
-    emit("gateway", "startup_to_first_answer", median(starts), "ms", median(bare_starts), target="<= 1000 ms",
-         runs=[round(s, 1) for s in starts], baseline_is="bare uvicorn app")  # fmt: skip
-    emit("gateway", "idle_rss", median(rss), "MB", median(bare_rss), target="<= 60 MB",
-         runs=[round(r, 1) for r in rss], baseline_is="bare uvicorn app")  # fmt: skip
-    for svc in first:
-        emit("gateway", f"first_request_{svc}", median(first[svc]), "ms", median(again[svc]), baseline_is="same request again")
-    emit("gateway", "first_requests_all_services", sum(median(v) for v in first.values()), "ms",
-         sum(median(v) for v in again.values()), baseline_is="same requests again")  # fmt: skip
+    # a source checkout without cached bytecode compiles every module at each start
+    extra = {"bytecode_cache": not os.environ.get("PYTHONDONTWRITEBYTECODE")}
+    emit("gateway", "startup_to_first_answer", median(ours.starts), "ms", median(bare.starts), target="<= 1000 ms",
+         runs=[round(s, 1) for s in ours.starts], baseline_is="bare uvicorn app", **extra)  # fmt: skip
+    emit("gateway", "idle_rss", median(ours.rss), "MB", median(bare.rss), target="<= 60 MB",
+         runs=[round(r, 1) for r in ours.rss], baseline_is="bare uvicorn app", **extra)  # fmt: skip
+    if against is not None:
+        emit("gateway", "startup_vs_against", median(ours.starts), "ms", median(theirs.starts),
+             runs=[round(s, 1) for s in theirs.starts], baseline_is=against, **extra)  # fmt: skip
+        emit("gateway", "idle_rss_vs_against", median(ours.rss), "MB", median(theirs.rss),
+             runs=[round(r, 1) for r in theirs.rss], baseline_is=against, **extra)  # fmt: skip
+    for svc in ours.first:
+        emit("gateway", f"first_request_{svc}", median(ours.first[svc]), "ms", median(ours.again[svc]),
+             baseline_is="same request again")  # fmt: skip
+    emit("gateway", "first_requests_all_services", sum(median(v) for v in ours.first.values()), "ms",
+         sum(median(v) for v in ours.again.values()), baseline_is="same requests again")  # fmt: skip
+    if against is not None:
+        for svc in ours.first:
+            emit("gateway", f"first_request_{svc}_vs_against", median(ours.first[svc]), "ms",
+                 median(theirs.first[svc]), baseline_is=against)  # fmt: skip
+        emit("gateway", "first_requests_all_services_vs_against", sum(median(v) for v in ours.first.values()), "ms",
+             sum(median(v) for v in theirs.first.values()), baseline_is=against)  # fmt: skip
 
 
 def main() -> None:
@@ -187,10 +217,12 @@ def main() -> None:
     parser.add_argument("--startup-only", action="store_true",
                         help="measure only start-up time, idle RSS and each service's first request")  # fmt: skip
     parser.add_argument("--repeat", type=int, default=3, help="fresh starts for --startup-only (median)")
+    parser.add_argument("--against", metavar="SRC",
+                        help="with --startup-only: also start another checkout's src directory, interleaved")  # fmt: skip
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-gw-"))
     if args.startup_only:
-        _startup(args.repeat, tmp)
+        _startup(args.repeat, tmp, args.against)
         return
 
     port = free_port()
