@@ -71,6 +71,8 @@ class FrameBuffer:
 
     def feed(self, data: bytes) -> list[tuple[int, dict[str, Any], bytes]]:
         """Add received bytes; return every frame now complete."""
+        if not self._buf and len(data) >= 4 and len(data) == 4 + int.from_bytes(data[:4], "little"):
+            return [decode_body(data[4:])]  # the usual case: exactly one whole frame, no copying
         self._buf += data
         frames = []
         while len(self._buf) >= 4:

@@ -34,6 +34,10 @@ def test_the_manager_side_buffer_splits_any_chunking() -> None:
         for i in range(0, len(stream), size):
             got += buffer.feed(stream[i : i + size])
         assert [(h["n"], len(p)) for _, h, p in got] == [(i, i * 100) for i in range(5)]
+    buffer = protocol.FrameBuffer()  # one whole frame per read (the usual case) ...
+    whole = [f for frame in frames for f in buffer.feed(frame)]
+    whole += buffer.feed(frames[0][:3]) + buffer.feed(frames[0][3:] + frames[1])  # ... and not
+    assert [(h["n"], len(p)) for _, h, p in whole] == [(i, i * 100) for i in range(5)] + [(0, 0), (1, 100)]
 
 
 def test_the_instance_reader_handles_coalesced_split_and_large_frames() -> None:
