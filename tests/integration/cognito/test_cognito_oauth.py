@@ -237,6 +237,7 @@ def test_domain_resource_server_and_client_oauth_operations(nubes: NubesServer) 
     idp, pool_id = env["idp"], env["pool_id"]
     described = idp.describe_user_pool_domain(Domain=env["domain"])["DomainDescription"]
     assert described["UserPoolId"] == pool_id and described["Status"] == "ACTIVE" and described["Domain"] == env["domain"]
+    assert described["CloudFrontDistribution"] == f"{env['domain']}.auth.localhost"  # where nubes serves it
     assert idp.describe_user_pool(UserPoolId=pool_id)["UserPool"]["Domain"] == env["domain"]
     assert idp.describe_user_pool_domain(Domain="never-made-here")["DomainDescription"] == {}
     with pytest.raises(ClientError) as err:
