@@ -27,6 +27,7 @@ TABLE = "bench"
 PUT = "DynamoDB_20120810.PutItem"
 GET = "DynamoDB_20120810.GetItem"
 QUERY = "DynamoDB_20120810.Query"
+LIMITS = "DynamoDB_20120810.DescribeLimits"
 KEYS = 256
 
 
@@ -61,6 +62,12 @@ def _run_put_get(server: Server, duration: float) -> dict[str, object]:
     puts = _requests(server.port, PUT, [{"TableName": TABLE, "Item": _item(n)} for n in range(KEYS)])
     gets = _requests(server.port, GET, [{"TableName": TABLE, "Key": {"pk": {"S": f"user#{n}"}, "sk": {"N": str(n)}}} for n in range(KEYS)])
     return {"put": load(server, puts, duration=duration), "get": load(server, gets, duration=duration, warmup=0.5)}
+
+
+def _floor(server: Server, duration: float) -> object:
+    """DescribeLimits: a signed DynamoDB request answered with constants, no
+    store access: what HTTP, SigV4, routing and the wire layer cost alone."""
+    return load(server, _requests(server.port, LIMITS, [{}]), duration=duration, warmup=0.5)
 
 
 def _query_latency(server: Server, partition: int) -> tuple[float, float]:
@@ -125,6 +132,7 @@ def main() -> None:
     nubes = start("nubes", [PYTHON, "-m", "nubes", "up", "--port", str(port), "--data-dir", str(tmp / "nubes")], port, ready_path="/_nubes/health")
     try:
         results = {"nubes": _run_put_get(nubes, args.duration)}
+        floor = _floor(nubes, args.duration)
         if args.partition:
             p50, p99 = _query_latency(nubes, args.partition)
             emit("dynamodb", "query_100_items_p50", p50, "ms", 5.0, p99_ms=round(p99, 3), partition_items=args.partition, target="<= 5 ms")
@@ -150,6 +158,13 @@ def main() -> None:
         for op, res in pair.items():
             emit("dynamodb", f"{name}_{op}_item_ops", res.rps, "ops/s", None, p50_ms=round(res.p50_ms, 3),  # type: ignore[attr-defined]
                  p99_ms=round(res.p99_ms, 3), cpu_us_per_op=round(res.cpu_per_request_us, 1), errors=res.errors)  # type: ignore[attr-defined]  # fmt: skip
+    emit("dynamodb", "nubes_floor_describe_limits_ops", floor.rps, "ops/s", None, p50_ms=round(floor.p50_ms, 3),  # type: ignore[attr-defined]
+         cpu_us_per_op=round(floor.cpu_per_request_us, 1),  # type: ignore[attr-defined]
+         note="signed request, constant answer: the per-request cost outside DynamoDB and the store")  # fmt: skip
+    for op in ("put", "get"):
+        ours_cpu = results["nubes"][op].cpu_per_request_us  # type: ignore[attr-defined]
+        emit("dynamodb", f"nubes_{op}_cpu_over_floor", ours_cpu - floor.cpu_per_request_us, "us/op", None,  # type: ignore[attr-defined]
+             note="server CPU per operation beyond the DescribeLimits floor: item parsing, DynamoDB, the store")  # fmt: skip
     for op in ("put", "get"):
         ours = results["nubes"][op].rps  # type: ignore[attr-defined]
         for name, target in (("ministack", ">= 3x"), ("moto", ">= 15x")):
