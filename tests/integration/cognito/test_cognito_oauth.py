@@ -104,9 +104,13 @@ def test_authorization_code_with_pkce_through_the_hosted_ui(nubes: NubesServer) 
         reused = http.post(token_url, data={"grant_type": "authorization_code", "client_id": client_id, "code": back["code"],
                                             "redirect_uri": CALLBACK, "code_verifier": verifier})  # fmt: skip
         assert (reused.status_code, reused.json()) == (400, {"error": "invalid_grant"})
-        # the browser is signed in: authorize answers with a code straight away
+        # the browser is signed in: authorize answers with a code straight away (unless told to ask again)
         again = http.get(f"{env['base']}/oauth2/authorize", params=params)
         assert again.status_code == 302 and again.headers["location"].startswith(CALLBACK + "?")
+        forced = http.get(f"{env['base']}/oauth2/authorize", params={**params, "prompt": "login"})
+        assert "/login?" in forced.headers["location"]
+        silent = http.get(f"{env['base']}/oauth2/authorize", params={**params, "prompt": "none"})
+        assert silent.headers["location"].startswith(CALLBACK + "?code=")
         code = _query(again.headers["location"])["code"]
         missing = http.post(token_url, data={"grant_type": "authorization_code", "client_id": client_id, "code": code, "redirect_uri": CALLBACK})
         assert (missing.status_code, missing.json()) == (400, {"error": "invalid_request"})
@@ -146,6 +150,8 @@ def test_authorization_code_with_pkce_through_the_hosted_ui(nubes: NubesServer) 
         http.cookies.clear()
         fresh = http.get(f"{env['base']}/oauth2/authorize", params=params)
         assert "/login?" in fresh.headers["location"]
+        silent = http.get(f"{env['base']}/oauth2/authorize", params={**params, "prompt": "none"})
+        assert _query(silent.headers["location"]) == {"error": "login_required", "state": "st-1"}
         mismatch = http.get(f"{env['base']}/logout", params={"client_id": client_id, "logout_uri": "https://evil.test/"})
         assert mismatch.status_code == 302 and "error=redirect_mismatch" in mismatch.headers["location"]
 

@@ -150,11 +150,15 @@ class HostedUi(OAuthEndpoints):
             client, grant = await self._authorization(domain, params)
         except _Redirect as to:
             return redirect(to.location)
-        username = await self._login_session(domain, request)
+        prompt = params.get("prompt", "")
+        username = await self._login_session(domain, request) if prompt not in ("login", "consent", "select_account") else None
         if username is not None:
             user = await self.app.store.read(lambda txn: self.db.find_user(txn, domain.pool, username))
             if user is not None and user.get("Enabled", True) and user["UserStatus"] == "CONFIRMED":
                 return await self._grant(domain, client, user, grant, renew=False)
+        if prompt == "none":  # the app asked for no sign-in page
+            state = {"state": grant["State"]} if grant.get("State") is not None else {}
+            return redirect(with_params(grant["RedirectUri"], {"error": "login_required", **state}))
         return redirect(f"{domain.base}/login?{request.query_string.decode('latin-1')}")
 
     async def _login_session(self, domain: Domain, request: HttpRequest) -> str | None:
