@@ -64,7 +64,12 @@ class RestRoute:
 
     operation: str
     method: str
-    path_regex: re.Pattern[str]
+    #: the template as a regular expression (compiled on first use: a request only
+    #: ever tries the routes whose ``prefix`` its path starts with)
+    pattern: str
+    #: the template's literal start (up to its first label): a path that does not
+    #: start with it cannot match
+    prefix: str
     #: query keys the template requires (``?uploads``, ``?partNumber&uploadId``)
     required_query: frozenset[str]
     #: query keys of required querystring members (rank, do not exclude)
@@ -76,6 +81,14 @@ class RestRoute:
     score: tuple[int, int, int, int]
     #: required header members: they rank routes sharing a URI (CopyObject vs PutObject)
     required_headers: frozenset[str] = frozenset()
+    _regex: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def path_regex(self) -> re.Pattern[str]:
+        regex = self._regex
+        if regex is None:
+            regex = self._regex = re.compile(self.pattern)
+        return regex
 
 
 _LABEL = re.compile(r"\{([^}]+)\}")
@@ -89,6 +102,8 @@ def _compile_uri(op: OperationModel) -> RestRoute:
     pattern = "^"
     pos = 0
     literal = 0
+    first = _LABEL.search(path)
+    prefix = path[: first.start()] if first is not None else path
     for m in _LABEL.finditer(path):
         chunk = path[pos : m.start()]
         pattern += re.escape(chunk)
@@ -132,7 +147,8 @@ def _compile_uri(op: OperationModel) -> RestRoute:
     return RestRoute(
         operation=op.name,
         method=http["method"],
-        path_regex=re.compile(pattern),
+        pattern=pattern,
+        prefix=prefix,
         required_query=frozenset(required),
         member_query=frozenset(members),
         query_values=values,
@@ -194,6 +210,8 @@ class ServiceIndex:
             if not route.required_query.issubset(keys):
                 continue
             if any(query.get(k, [None])[0] != v for k, v in route.query_values.items()):
+                continue
+            if not path.startswith(route.prefix):
                 continue
             m = route.path_regex.match(path)
             if m is None:

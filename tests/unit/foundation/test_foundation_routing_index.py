@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -21,7 +22,13 @@ from nubes.aws.facts import (
     service_facts,
 )
 from nubes.aws.protocol.types import WireRequest
-from nubes.aws.spec import build_catalog, client_protocol, service_model, signing_name
+from nubes.aws.spec import (
+    build_catalog,
+    client_protocol,
+    service_index,
+    service_model,
+    signing_name,
+)
 from nubes.gateway.routing import resolve
 from nubes.services.registry import discover
 
@@ -176,3 +183,16 @@ def test_model_patches_run_when_the_model_loads_or_at_once_if_it_is_loaded() -> 
         """
     )
     assert result == {"before": [], "seen": [["sts", "sts"], ["kms", "kms"]]}
+
+
+@pytest.mark.parametrize("name", sorted(n for n in discover() if service_facts(n).rest))
+def test_a_rest_route_matches_only_paths_starting_with_its_literal_prefix(name: str) -> None:
+    index = service_index(name)
+    for routes in index.rest_routes.values():
+        for route in routes:
+            uri = index.model.operation_model(route.operation).http["requestUri"].partition("?")[0]
+            sample = re.sub(r"\{[^}]+\+\}", "a/b", re.sub(r"\{[^}+]+\}", "a-b", uri))
+            assert sample.startswith(route.prefix), (route.operation, route.prefix)
+            assert route.path_regex.match(sample), (route.operation, route.pattern, sample)
+            found = index.match_rest(route.method, "/zz-not-a-prefix" + sample, {})
+            assert found is None or found[0].prefix in ("", "/"), route.operation
