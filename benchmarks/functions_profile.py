@@ -2,20 +2,36 @@
 function instances) while one keep-alive client invokes an echo function.
 
     python -m benchmarks.functions_profile [--seconds 5] [--clients 1]
+    python -m benchmarks.functions_profile --split [--invokes 3000]
 
 Prints the hottest innermost frames of the server and of the instances, as the share of
 samples (not idle in epoll/recv) and microseconds per invoke.
+
+``--split`` needs no py-spy: it runs the app in this process and measures CPU per Invoke
+(``time.process_time``, every thread) three ways — through the ASGI gateway with a signed
+request (no sockets to a client), straight into ``app.dispatch``, and dispatch with the
+function's log lines not delivered — so the differences say what the gateway (routing,
+SigV4, parsing, serializing) and the log pipeline (Telemetry → PutLogEvents → store) cost
+next to the Lambda provider and runtime themselves.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
+
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
 from benchmarks import functions_http as fh
 from benchmarks import harness
@@ -59,13 +75,96 @@ def report(
             print(f"  {100 * n / total:5.1f}%  {n * us_per_sample_invoke:6.1f} us  {leaf}")
 
 
+def _signed_scope(path: str, body: bytes) -> dict[str, Any]:
+    """An ASGI scope of a SigV4-signed Lambda request, as uvicorn would pass it."""
+    req = AWSRequest(method="POST", url=f"http://127.0.0.1:4566{path}", data=body,
+                     headers={"Host": "127.0.0.1:4566", "Content-Type": "application/json"})  # fmt: skip
+    SigV4Auth(Credentials("test", "test"), "lambda", "us-east-1").add_auth(req)
+    headers = [(k.lower().encode(), v.encode()) for k, v in req.headers.items()]
+    headers.append((b"content-length", str(len(body)).encode()))
+    return {"type": "http", "method": "POST", "path": path, "raw_path": path.encode(), "query_string": b"",
+            "headers": headers, "scheme": "http", "client": ("127.0.0.1", 5555), "server": ("127.0.0.1", 4566),
+            "http_version": "1.1", "asgi": {"version": "3.0"}}  # fmt: skip
+
+
+async def _cpu_per_call(n: int, call: Callable[[], Awaitable[Any]]) -> float:
+    began = time.process_time()
+    for _ in range(n):
+        await call()
+    return (time.process_time() - began) / n * 1e6
+
+
+async def split(invokes: int, rounds: int = 5) -> None:
+    """CPU per warm Invoke in-process: gateway + provider, provider, provider without logs."""
+    from nubes.server import build
+    from nubes.settings import Settings
+
+    with tempfile.TemporaryDirectory(prefix="bench-fn-split-") as tmp:
+        app, gateway = build(Settings.load({"data_dir": tmp, "tls_port": "-1"}, env={}))
+        await app.start()
+        try:
+            await app.call("lambda", "CreateFunction", {"FunctionName": "echo", "Runtime": "python3.12",
+                           "Handler": "app.handler", "Role": "arn:aws:iam::000000000000:role/bench",
+                           "Code": {"ZipFile": fh.zip_of(fh.ECHO)}})  # fmt: skip
+            scope = _signed_scope("/2015-03-31/functions/echo/invocations", fh.PAYLOAD)
+            statuses: list[int] = []
+
+            async def receive() -> dict[str, Any]:
+                return {"type": "http.request", "body": fh.PAYLOAD, "more_body": False}
+
+            async def send(message: dict[str, Any]) -> None:
+                if message["type"] == "http.response.start":
+                    statuses.append(message["status"])
+
+            params = {"FunctionName": "echo", "Payload": fh.PAYLOAD}
+            runtime = app.provider("lambda").runtime  # type: ignore[attr-defined]
+            on_logs = runtime.on_logs
+
+            async def via_gateway() -> None:
+                await gateway(scope, receive, send)
+
+            async def dispatch() -> None:
+                await app.dispatch(app.context("lambda", "Invoke"), params)
+
+            for _ in range(300):  # warm: the instance, the caches, the log group and stream
+                await via_gateway()
+            if set(statuses) != {200}:
+                raise RuntimeError(f"Invoke through the gateway answered {sorted(set(statuses))}")
+            rows = []
+            for _ in range(rounds):
+                gw = await _cpu_per_call(invokes, via_gateway)
+                provider = await _cpu_per_call(invokes, dispatch)
+                runtime.on_logs = None
+                bare = await _cpu_per_call(invokes, dispatch)
+                runtime.on_logs = on_logs
+                rows.append((gw, provider, bare))
+        finally:
+            await app.stop()
+    # each round's three numbers are taken back to back: their differences are compared
+    # within a round, and the median round-by-round value is reported
+    parts = {
+        "gateway + Lambda (ASGI call, signed request, no client sockets)": [r[0] for r in rows],
+        "  gateway: routing, SigV4, parse, serialize, ASGI": [r[0] - r[1] for r in rows],
+        "  log lines: Telemetry -> PutLogEvents -> store": [r[1] - r[2] for r in rows],
+        "  Lambda provider + runtime (frame to the instance and back)": [r[2] for r in rows],
+    }
+    print(f"CPU per warm Invoke, in-process, median of {rounds} rounds x {invokes} invokes:")
+    for label, values in parts.items():
+        print(f"  {statistics.median(values):6.1f} us  {label}")
+
+
 def main() -> None:
     """Profile warm invokes and print the breakdown."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--clients", type=int, default=1)
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--split", action="store_true", help="in-process CPU split: gateway, logs, Lambda")
+    parser.add_argument("--invokes", type=int, default=3000, help="with --split: invokes per measurement")
     args = parser.parse_args()
+    if args.split:
+        asyncio.run(split(args.invokes))
+        return
     spy = shutil.which("py-spy") or str(Path(harness.PYTHON).with_name("py-spy"))
     with tempfile.TemporaryDirectory(prefix="bench-fn-prof-") as tmp:
         nubes = fh.start_nubes(Path(tmp) / "nubes", 300.0)
