@@ -254,6 +254,18 @@ def _items(port: int, table: str) -> int:
             return count
 
 
+def _cold_starts(port: int, function: str, since_ms: int) -> int:
+    """How many instances of ``function`` started (REPORT lines with an Init Duration) since then."""
+    logs, count, token = _client("logs", port), 0, None
+    while True:
+        page = logs.filter_log_events(logGroupName=f"/aws/lambda/{function}", filterPattern="REPORT", startTime=since_ms,
+                                      **({"nextToken": token} if token else {}))  # fmt: skip
+        count += sum(1 for e in page["events"] if "Init Duration" in e["message"])
+        token = page.get("nextToken")
+        if not token:
+            return count
+
+
 def run_loadtest(tmp: Path, duration: float, rps: int, concurrency: int) -> None:
     """loadtest -c N --rps R against the bare echo app, then against the DynamoDB-writing HTTP API."""
     body = json.dumps({"order": "bench", "qty": 1})
@@ -273,8 +285,13 @@ def run_loadtest(tmp: Path, duration: float, rps: int, concurrency: int) -> None
         url = f"http://127.0.0.1:{port}/_nubes/execute-api/{api_id}/orders"
         run_loadtest_tool(url, 2, rps, concurrency, body)  # warm the function's instances
         warm_items = _items(port, table)
+        began_ms = int(time.time() * 1000)
         got = run_loadtest_tool(url, duration, rps, concurrency, body)
         written = _items(port, table) - warm_items
+        # function instances started during the run: each is a cold start on a CPU the
+        # requests share, the usual source of a tail here (logs arrive batched: wait a little)
+        time.sleep(2)
+        cold = _cold_starts(port, "bench-writer", began_ms)
     finally:
         nubes.stop()
     # the machine is shared: its 1-minute load average says how much a tail is worth
@@ -282,7 +299,7 @@ def run_loadtest(tmp: Path, duration: float, rps: int, concurrency: int) -> None
               "loadavg_1m_before": round(load_before, 2), "loadavg_1m_after": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()}  # fmt: skip
     # items_written may exceed completed by the requests in flight when loadtest stopped
     emit("http", "loadtest_dynamodb_errors", got["errors"], "requests", None, completed=int(got["completed"]),
-         items_written=written, clients_used=got["clients"], target="0", **common)  # fmt: skip
+         items_written=written, clients_used=got["clients"], cold_starts=cold, target="0", **common)  # fmt: skip
     emit("http", "loadtest_dynamodb_p99", got["p99_ms"], "ms", base["p99_ms"], **common)
     emit("http", "loadtest_dynamodb_p50", got["p50_ms"], "ms", base["p50_ms"], **common)
     emit("http", "loadtest_dynamodb_mean", got["mean_ms"], "ms", base["mean_ms"], max_ms=got["max_ms"], **common)
