@@ -30,9 +30,9 @@ def _send(request: AWSRequest) -> tuple[int, dict[str, str], Any]:
         return err.code, {k.lower(): v for k, v in err.headers.items()}, json.loads(err.read())
 
 
-def _signed(url: str, body: bytes, key: str = "test", secret: str = "test") -> AWSRequest:
+def _signed(url: str, body: bytes, key: str = "test", secret: str = "test", service: str = "lambda") -> AWSRequest:
     request = AWSRequest(method="POST", url=url, data=body, headers={"Content-Type": "application/json"})
-    SigV4Auth(Credentials(key, secret), "lambda", "us-east-1").add_auth(request)
+    SigV4Auth(Credentials(key, secret), service, "us-east-1").add_auth(request)
     return request
 
 
@@ -76,6 +76,9 @@ def test_a_tampered_signature_gets_awss_403(nubes: NubesServer, make_function: C
         assert status == 403
         assert headers["x-amzn-errortype"] == "InvalidSignatureException"
         assert body["message"].startswith("The request signature we calculated does not match")
+    status, headers, body = _send(_signed(f"{base}/items", b"{}", service="execute-api"))
+    assert (status, headers["x-amzn-errortype"]) == (403, "InvalidSignatureException")
+    assert body == {"message": "Credential should be scoped to correct service: 'lambda'. "}
     status, headers, body = _send(_signed(f"{base}/items", b"{}", key="AKIDNOSUCHKEY"))
     assert (status, headers["x-amzn-errortype"]) == (403, "UnrecognizedClientException")
     assert body == {"message": "The security token included in the request is invalid."}

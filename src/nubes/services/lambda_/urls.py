@@ -24,6 +24,7 @@ import orjson
 
 from nubes.aws.errors import AwsError
 from nubes.aws.protocol.types import WireRequest, WireResponse
+from nubes.aws.sigv4 import scope_of
 from nubes.gateway.auth import REVOKED_TOPIC, Authenticator
 from nubes.services.base import HttpRequest, RequestContext
 from nubes.services.lambda_ import store as st
@@ -74,6 +75,10 @@ class UrlsMixin(LambdaBase):
         for key, value in parse_qsl(raw_query, keep_blank_values=True):
             query.setdefault(key, []).append(value)
         wire = WireRequest(request.method, request.path, query, dict(request.headers), request.body)
+        scope = scope_of(request.headers.get("authorization"), raw_query)
+        if scope is not None and scope[0] != "lambda":  # signed for another service
+            return WireResponse(403, {"Content-Type": "application/json", "x-amzn-ErrorType": "InvalidSignatureException"},
+                                orjson.dumps({"message": "Credential should be scoped to correct service: 'lambda'. "}))  # fmt: skip
         spellings = _path_spellings(request.path)
         for i, path in enumerate(spellings):
             try:
