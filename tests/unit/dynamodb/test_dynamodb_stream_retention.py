@@ -297,3 +297,31 @@ def test_list_streams_limit_is_at_most_100(tmp_path: Path) -> None:
         assert "less than or equal to 100" in exc.value.message
 
     _run(tmp_path, body, "sqlite")
+
+
+def test_list_streams_pages_past_a_stream_that_expired(tmp_path: Path) -> None:
+    async def body(app: App) -> None:
+        arns = [await _create(app, name) for name in ("page-a", "page-b", "page-c")]
+        first = await app.call("dynamodbstreams", "ListStreams", {"Limit": 1})
+        assert [s["StreamArn"] for s in first["Streams"]] == arns[:1]
+        assert first["LastEvaluatedStreamArn"] == arns[0]
+        # the stream the page ended on goes away (deleted, then a day passes)
+        deleted_at = time.time()
+        await app.call("dynamodb", "DeleteTable", {"TableName": "page-a"})
+        later = deleted_at + DAY + 1
+        rest = await app.store.read(lambda txn: streams.list_streams(
+            txn, "us-east-1", {"ExclusiveStartStreamArn": first["LastEvaluatedStreamArn"]}, later))  # fmt: skip
+        assert [s["StreamArn"] for s in rest["Streams"]] == arns[1:]
+
+    _run(tmp_path, body, "sqlite")
+
+
+@pytest.mark.parametrize("start", ["kossaapaaasdafsdaasdasdasd", "arn:aws:dynamodb:us-east-1:000000000000:table/t",
+                                   "arn:aws:dynamodb:us-east-1:000000000000:table/t/stream"])
+def test_list_streams_rejects_a_start_that_is_no_stream_arn(tmp_path: Path, start: str) -> None:
+    async def body(app: App) -> None:
+        with pytest.raises(AwsError) as exc:
+            await app.call("dynamodbstreams", "ListStreams", {"ExclusiveStartStreamArn": start})
+        assert exc.value.code == "ValidationException"
+
+    _run(tmp_path, body, "sqlite")

@@ -130,11 +130,14 @@ def list_streams(txn: Txn, region: str, params: dict[str, Any], now: float) -> d
     table name), including those of tables deleted less than 24 hours ago."""
     entries = _stream_entries(txn, region, params.get("TableName"), now)
     start = params.get("ExclusiveStartStreamArn")
-    if start is not None and (not start.startswith("arn:") or "/stream/" not in start):
-        raise validation(f"Invalid ExclusiveStartStreamArn: {start} is not a stream ARN")
     if start is not None:
-        arns = [e["StreamArn"] for e in entries]
-        entries = entries[arns.index(start) + 1 :] if start in arns else []
+        resource = start.split(":", 5)[-1].split("/") if start.startswith("arn:") else []
+        if len(resource) != 4 or resource[0] != "table" or resource[2] != "stream":
+            raise validation(f"Invalid ExclusiveStartStreamArn: {start} is not a stream ARN")
+        # entries are in (table name, label) order, so a page resumes after
+        # its last stream even when that stream has expired since
+        after = (resource[1], resource[3])
+        entries = [e for e in entries if (e["TableName"], e["StreamLabel"]) > after]
     limit = params.get("Limit") or 100
     if limit > 100:  # the model has no maximum; DynamoDB Streams enforces one
         raise validation(f"1 validation error detected: Value '{limit}' at 'limit' failed to satisfy constraint: "
