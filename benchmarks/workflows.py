@@ -10,6 +10,9 @@ lines ``{"bench", "metric", "value", "unit", "baseline", "ratio", ...}``:
 * ``engine_standard_task_transitions`` — 100 Task states (no-op executor), every one
   checkpointed durably before it runs: the honest per-transition durable cost.
   Target >= 2,000/s.
+* ``engine_standard_map_transitions`` — a Map over ``MAP_ITEMS`` items whose iterations
+  each run one Task (no-op executor), durable: every iteration checkpoints its task and
+  records its result, so a restart neither re-runs nor loses it.
 * ``server_express_transitions`` / ``server_standard_transitions`` — the Pass chain
   through the API (StartSyncExecution; StartExecution + DescribeExecution polling).
 * ``moto_standard_transitions`` — moto's server executing the same chain (its
@@ -42,6 +45,7 @@ from nubes.workflows.interpreter import Interpreter
 PYTHON = sys.executable
 ROLE = "arn:aws:iam::000000000000:role/sfn"
 CHAIN = 100
+MAP_ITEMS = 100
 
 
 def chain(kind: str = "Pass") -> dict[str, Any]:
@@ -72,7 +76,18 @@ def _info(n: int) -> ExecutionInfo:
                          {"n": n}, time.time())
 
 
-async def _engine(definition: dict[str, Any], duration: float, store: Any = None) -> float:
+def map_of_tasks() -> dict[str, Any]:
+    """A Pass making ``MAP_ITEMS`` items, then a Map running one Task per item."""
+    return {"StartAt": "Items", "States": {
+        "Items": {"Type": "Pass", "Next": "M",
+                  "Parameters": {"items.$": f"States.ArrayRange(1, {MAP_ITEMS}, 1)"}},
+        "M": {"Type": "Map", "ItemsPath": "$.items", "End": True,
+              "ItemProcessor": {"StartAt": "T", "States": {"T": {
+                  "Type": "Task", "Resource": "arn:aws:states:::noop:run", "End": True}}}}}}
+
+
+async def _engine(definition: dict[str, Any], duration: float, store: Any = None,
+                  transitions: int = CHAIN) -> float:
     machine = load(definition)
     done = 0
     begin = time.perf_counter()
@@ -82,7 +97,7 @@ async def _engine(definition: dict[str, Any], duration: float, store: Any = None
         outcome = await interp.run()
         assert outcome.status == "SUCCEEDED", outcome
         done += 1
-    return done * CHAIN / (time.perf_counter() - begin)
+    return done * transitions / (time.perf_counter() - begin)
 
 
 class _Sink(StoreSink):
@@ -104,6 +119,8 @@ def engine(duration: float) -> None:
     async def durable(kind: str) -> float:
         store = SqliteStore(tmp / f"{kind}.db")
         try:
+            if kind == "Map":
+                return await _engine(map_of_tasks(), duration, store, MAP_ITEMS + 2)
             return await _engine(chain(kind), duration, store)
         finally:
             await store.close()
@@ -114,6 +131,10 @@ def engine(duration: float) -> None:
     standard_task = asyncio.run(durable("Task"))
     emit("workflows", "engine_standard_task_transitions", standard_task, "transitions/s", 2000.0,
          target=">= 2,000/s", note="one durable checkpoint per state")
+    standard_map = asyncio.run(durable("Map"))
+    emit("workflows", "engine_standard_map_transitions", standard_map, "transitions/s",
+         standard_task, ratio_of="engine_standard_task_transitions",
+         note=f"Map of {MAP_ITEMS} one-Task iterations, each checkpointed and its result kept")
 
 
 def _client(port: int, service: str = "stepfunctions") -> Any:

@@ -95,12 +95,11 @@ async def _run_branch(interp: Interpreter, thread: Thread, stored: Checkpoint | 
     return await interp.run_machine(thread, stored.state, stored.input, stored)
 
 
-async def _finished(interp: Interpreter, thread: Thread, output: Any,
-                    phase: str = "done") -> None:
+def _finished(interp: Interpreter, thread: Thread, output: Any, phase: str = "done") -> None:
     """Record the end of a branch that wrote checkpoints, so a restart does not run it
     again (one that wrote none only ran side-effect-free states: it just runs again)."""
     if interp.durable and thread.dirty:
-        await interp.flush(interp.done_checkpoint(thread, output, phase), thread)
+        interp.record_done(thread, output, phase)
 
 
 @dataclass
@@ -144,7 +143,7 @@ async def run_parallel(
         if stored is not None and stored.phase == "done":
             return stored.output
         output = await _run_branch(interp, branch, stored, value)
-        await _finished(interp, branch, output)
+        _finished(interp, branch, output)
         return output
 
     async def attempt(tries: int) -> Any:
@@ -255,7 +254,7 @@ async def _inline(
             interp.emit(child, "MapIterationAborted", {"name": state.name, "index": index})
             raise
         interp.emit(child, "MapIterationSucceeded", {"name": state.name, "index": index})
-        await _finished(interp, child, output)
+        _finished(interp, child, output)
         return output
 
     try:
@@ -362,9 +361,9 @@ async def _map_run(
         try:
             output = await _run_branch(interp, child, stored, item_input)
         except StatesError as err:
-            await _finished(interp, child, {"Error": err.error, "Cause": err.cause}, "failed")
+            _finished(interp, child, {"Error": err.error, "Cause": err.cause}, "failed")
             raise
-        await _finished(interp, child, output)
+        _finished(interp, child, output)
         return output
 
     async def one(index: int, item_input: Any) -> None:

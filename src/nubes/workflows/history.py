@@ -11,7 +11,7 @@ in-memory versions here.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
@@ -77,8 +77,9 @@ class Checkpoint:
     map_run: dict[str, Any] | None = None
 
     def to_json(self) -> bytes:
-        """The checkpoint as stored."""
-        return orjson.dumps(asdict(self))
+        """The checkpoint as stored (orjson writes dataclasses natively, far faster
+        than ``dataclasses.asdict``)."""
+        return orjson.dumps(self)
 
     @classmethod
     def from_json(cls, data: bytes | str) -> Checkpoint:

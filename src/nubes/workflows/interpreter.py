@@ -174,6 +174,8 @@ class Interpreter:
         self.resumed_branches: dict[ThreadPath, Checkpoint] = {}
         #: Parallel/Map visits (thread path + state name) with branch checkpoints
         self._dirty: set[ThreadPath] = set()
+        #: the flush :meth:`record_done` scheduled, if it has not run yet
+        self._soon: asyncio.Task[None] | None = None
         #: map runs started by distributed Map states: arn → summary (for the provider)
         self.map_runs: dict[str, dict[str, Any]] = {}
         #: TestState sets this to collect each data-flow step (``inspectionData``)
@@ -223,10 +225,26 @@ class Interpreter:
             **extra,
         )
 
-    def done_checkpoint(self, thread: Thread, output: Any, phase: str = "done") -> Checkpoint:
-        """A finished branch's record: its output (or Error/Cause when ``failed``)."""
-        return Checkpoint("", None, event_id=self._next_id,
-                          previous_event_id=thread.last_event_id, phase=phase, output=output)
+    def record_done(self, thread: Thread, output: Any, phase: str = "done") -> None:
+        """Record that a branch finished with ``output`` (Error/Cause when ``failed``).
+
+        The record is written by a flush at the next turn of the event loop, shared by
+        every branch that finishes meanwhile (a Map's iterations often end together).
+        """
+        self._writes.puts[thread.path] = Checkpoint(
+            "", None, event_id=self._next_id, previous_event_id=thread.last_event_id,
+            phase=phase, output=output)
+        self._dirty.add(thread.path[:-1])
+        if self._soon is None or self._soon.done():
+            self._soon = asyncio.get_running_loop().create_task(self._flush_soon())
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(0)  # let the branches finishing in this turn add theirs
+        try:
+            await self.flush()
+        except Exception:  # the next flush writes them (a failing store fails it there)
+            log.exception("execution %s: recording finished branches failed",
+                          self.execution.execution_arn)
 
     def clear_branches(self, thread: Thread, state: State) -> None:
         """Forget the branch checkpoints of ``state``'s visit by ``thread`` (it ended
@@ -306,6 +324,8 @@ class Interpreter:
             self.emit(top, "ExecutionFailed", {"error": RUNTIME, "cause": cause})
             outcome = Outcome("FAILED", error=RUNTIME, cause=cause)
         await self.flush()
+        if self._soon is not None:
+            await self._soon
         return outcome
 
     def _execution_deadline(self) -> float | None:

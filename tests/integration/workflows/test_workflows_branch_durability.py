@@ -111,7 +111,7 @@ def _start(sfn: Any, name: str, definition: dict[str, Any], value: Any = None) -
 PARALLEL = {"StartAt": "P", "States": {"P": {"Type": "Parallel", "End": True, "Branches": [
     {"StartAt": "A", "States": {"A": _call("a")}},
     {"StartAt": "B1", "States": {"B1": _call("b1", "W"),
-                                 "W": {"Type": "Wait", "Seconds": 4, "Next": "B2"},
+                                 "W": {"Type": "Wait", "Seconds": 6, "Next": "B2"},
                                  "B2": _call("b2")}}]}}}
 
 MAP = {"StartAt": "M", "States": {"M": {
@@ -121,7 +121,7 @@ MAP = {"StartAt": "M", "States": {"M": {
         "Pause": {"Type": "Wait", "SecondsPath": "$.wait", "Next": "Out"},
         "Out": {"Type": "Pass", "OutputPath": "$.r.Payload", "End": True}}}}}}
 MAP_ITEMS = {"items": [{"name": "m0", "wait": 0}, {"name": "m1", "wait": 0},
-                       {"name": "m2", "wait": 4}]}
+                       {"name": "m2", "wait": 6}]}
 
 
 def _kill_mid_parallel(server: NubesServer) -> None:
@@ -145,7 +145,7 @@ def _kill_mid_parallel(server: NubesServer) -> None:
         assert types.count(kind) == 1, (kind, types)
     entered = next(e for e in events if e["type"] == "WaitStateEntered")["timestamp"]
     exited = next(e for e in events if e["type"] == "WaitStateExited")["timestamp"]
-    assert 3.9 <= (exited - entered).total_seconds() < 4 + 30  # the original deadline
+    assert 5.9 <= (exited - entered).total_seconds() < 6 + 30  # the original deadline
     _ids_contiguous(sfn, run)
 
 
