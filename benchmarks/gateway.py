@@ -3,13 +3,14 @@ with a raw keep-alive HTTP client, against a bare HTTP app answering the same by
 MiniStack and moto's server — all in the same run.
 
     python -m benchmarks.gateway [--duration 5]
-    python -m benchmarks.gateway --startup-only [--repeat 3] [--against OTHER_CHECKOUT/src]
+    python -m benchmarks.gateway --startup-only [--repeat 3] [--against OTHER_CHECKOUT/src] [--no-bytecode-cache]
 
 ``--startup-only`` measures only what ``nubes up`` costs before and just after it
 answers: the time to its first answer and its idle RSS (median of ``--repeat``
 fresh starts, against a bare uvicorn app started the same way in the same run),
 and the first request to each service (which loads that service's model) against
-the same request sent again.
+the same request sent again. Processes cache their compiled modules (as an installed
+nubes has them) unless ``--no-bytecode-cache``.
 """
 
 from __future__ import annotations
@@ -166,28 +167,41 @@ def _start_nubes(into: _Starts, data_dir: Path, env: dict[str, str] | None, firs
         nubes.stop()
 
 
-def _startup(repeat: int, tmp: Path, against: str | None) -> None:
+def _startup(repeat: int, tmp: Path, against: str | None, bytecode_cache: bool) -> None:
     """Time to the first answer and idle RSS of fresh ``nubes up`` processes (and, with
     ``against``, of another checkout's ``src`` directory, interleaved), then the first
-    request to each service against the same request again."""
+    request to each service against the same request again.
+
+    With ``bytecode_cache`` every process may cache compiled modules (under ``tmp``,
+    filled by one untimed start of each tree first), as an installed nubes has them;
+    without it the environment is used as it is (``PYTHONDONTWRITEBYTECODE=1`` here,
+    so a source checkout compiles every module at every start).
+    """
     bare_app = tmp / "bare.py"
     bare_app.write_text(BARE_APP)
     answer = tmp / "answer.json"
     answer.write_bytes(b"{}")
+    env: dict[str, str] = {}
+    if bytecode_cache:
+        env = {"PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": str(tmp / "pycache")}
+    against_env = {**env, "PYTHONPATH": against} if against is not None else None
+    if bytecode_cache:
+        _start_nubes(_Starts(), tmp / "warm-up", env, first_requests=True)
+        if against_env is not None:
+            _start_nubes(_Starts(), tmp / "warm-up-against", against_env, first_requests=True)
     ours, theirs, bare = _Starts(), _Starts(), _Starts()
     for i in range(repeat):
-        _start_nubes(ours, tmp / f"nubes-{i}", None, first_requests=True)
-        if against is not None:
-            _start_nubes(theirs, tmp / f"against-{i}", {"PYTHONPATH": against}, first_requests=True)
+        _start_nubes(ours, tmp / f"nubes-{i}", env, first_requests=True)
+        if against_env is not None:
+            _start_nubes(theirs, tmp / f"against-{i}", against_env, first_requests=True)
         bare_port = free_port()
-        server = start("bare", [PYTHON, str(bare_app), str(bare_port), str(answer)], bare_port)
+        server = start("bare", [PYTHON, str(bare_app), str(bare_port), str(answer)], bare_port, env=env)
         bare.starts.append(server.started_in * 1000)
         time.sleep(1.0)
         bare.rss.append(rss_mb(server.pid))
         server.stop()
     median = statistics.median
-    # a source checkout without cached bytecode compiles every module at each start
-    extra = {"bytecode_cache": not os.environ.get("PYTHONDONTWRITEBYTECODE")}
+    extra = {"bytecode_cache": bytecode_cache or not os.environ.get("PYTHONDONTWRITEBYTECODE")}
     emit("gateway", "startup_to_first_answer", median(ours.starts), "ms", median(bare.starts), target="<= 1000 ms",
          runs=[round(s, 1) for s in ours.starts], baseline_is="bare uvicorn app", **extra)  # fmt: skip
     emit("gateway", "idle_rss", median(ours.rss), "MB", median(bare.rss), target="<= 60 MB",
@@ -217,12 +231,14 @@ def main() -> None:
     parser.add_argument("--startup-only", action="store_true",
                         help="measure only start-up time, idle RSS and each service's first request")  # fmt: skip
     parser.add_argument("--repeat", type=int, default=3, help="fresh starts for --startup-only (median)")
+    parser.add_argument("--no-bytecode-cache", action="store_true",
+                        help="with --startup-only: start as the environment says (no cached bytecode here)")  # fmt: skip
     parser.add_argument("--against", metavar="SRC",
                         help="with --startup-only: also start another checkout's src directory, interleaved")  # fmt: skip
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-gw-"))
     if args.startup_only:
-        _startup(args.repeat, tmp, args.against)
+        _startup(args.repeat, tmp, args.against, bytecode_cache=not args.no_bytecode_cache)
         return
 
     port = free_port()
