@@ -95,6 +95,11 @@ def test_optional_totp_associate_verify_prefer_and_sign_in(nubes: NubesServer) -
     idp.admin_set_user_mfa_preference(UserPoolId=pool_id, Username="alice", SoftwareTokenMfaSettings={"Enabled": False})
     assert "UserMFASettingList" not in idp.admin_get_user(UserPoolId=pool_id, Username="alice")
     assert "AuthenticationResult" in _password_auth(idp, client_id)
+    # a lost phone: the token is forgotten and cannot be turned back on until a new one is verified
+    idp.admin_delete_software_token(UserPoolId=pool_id, Username="alice")
+    with pytest.raises(ClientError) as err:
+        idp.admin_set_user_mfa_preference(UserPoolId=pool_id, Username="alice", SoftwareTokenMfaSettings={"Enabled": True})
+    assert _error(err) == "InvalidParameterException"
 
 
 def test_required_mfa_sets_up_a_token_during_sign_in(nubes: NubesServer) -> None:
@@ -120,7 +125,7 @@ def test_required_mfa_sets_up_a_token_during_sign_in(nubes: NubesServer) -> None
 
 
 def test_hosted_ui_asks_for_the_totp_code(nubes: NubesServer) -> None:
-    idp, pool_id, _ = _pool(nubes, "OPTIONAL")
+    idp, pool_id, app_client = _pool(nubes, "OPTIONAL")
     domain = f"mfa-{uuid.uuid4().hex[:10]}"
     idp.create_user_pool_domain(Domain=domain, UserPoolId=pool_id)
     client_id = idp.create_user_pool_client(UserPoolId=pool_id, ClientName="web", AllowedOAuthFlowsUserPoolClient=True,
@@ -130,7 +135,7 @@ def test_hosted_ui_asks_for_the_totp_code(nubes: NubesServer) -> None:
     with pytest.raises(ClientError) as err:  # no verified token yet
         idp.admin_set_user_mfa_preference(UserPoolId=pool_id, Username="alice", SoftwareTokenMfaSettings={"Enabled": True})
     assert _error(err) == "InvalidParameterException"
-    access = _password_auth(idp, idp.list_user_pool_clients(UserPoolId=pool_id, MaxResults=10)["UserPoolClients"][0]["ClientId"])
+    access = _password_auth(idp, app_client)
     token = access["AuthenticationResult"]["AccessToken"]
     secret = idp.associate_software_token(AccessToken=token)["SecretCode"]
     idp.verify_software_token(AccessToken=token, UserCode=_code(secret))

@@ -360,3 +360,62 @@ def test_hosted_ui_triggers_new_password_implicit_flow_and_discovery(nubes: Nube
         assert fragment["state"] == "i1" and fragment["token_type"] == "Bearer" and "refresh_token" not in fragment
         assert _verify(nubes, pool_id, fragment["access_token"])["scope"] == "openid"
         assert _verify(nubes, pool_id, fragment["id_token"], client_id)["cognito:username"] == "newbie"
+
+
+V3_TRIGGER = """
+def handler(event, context):
+    assert event['version'] == '3', event
+    if event['triggerSource'] == 'TokenGeneration_ClientCredentials':
+        assert event['request']['scopes'] and event['callerContext']['clientId'], event
+        event['response']['claimsAndScopeOverrideDetails'] = {'accessTokenGeneration': {
+            'claimsToAddOrOverride': {'tenant': 'acme', 'iss': 'forged'}, 'scopesToSuppress': ['orders/write']}}
+    else:
+        assert event['request']['scopes'] == ['aws.cognito.signin.user.admin'], event
+        event['response']['claimsAndScopeOverrideDetails'] = {
+            'accessTokenGeneration': {'claimsToAddOrOverride': {'role': 'user'}, 'scopesToAdd': ['orders/read']},
+            'idTokenGeneration': {'claimsToAddOrOverride': {'plan': 'gold'}}}
+    return event
+"""
+
+
+def test_v3_pre_token_trigger_for_machine_and_user_tokens_and_get_client_token(nubes: NubesServer) -> None:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("app.py", V3_TRIGGER)
+    lam = nubes.client("lambda")
+    name = f"v3-{uuid.uuid4().hex[:6]}"
+    fn = lam.create_function(FunctionName=name, Runtime="python3.12", Handler="app.handler",
+                             Role="arn:aws:iam::000000000000:role/x", Code={"ZipFile": buf.getvalue()})["FunctionArn"]  # fmt: skip
+    lam.get_waiter("function_active_v2").wait(FunctionName=name)
+    env = _setup(nubes)
+    idp, pool_id = env["idp"], env["pool_id"]
+    idp.update_user_pool(UserPoolId=pool_id, LambdaConfig={"PreTokenGenerationConfig": {"LambdaVersion": "V3_0", "LambdaArn": fn}})
+    m2m = env["m2m"]
+    out = httpx.post(f"{env['base']}/oauth2/token", data={"grant_type": "client_credentials", "client_id": m2m["ClientId"],
+                                                          "client_secret": m2m["ClientSecret"]})  # fmt: skip
+    claims = _verify(nubes, pool_id, out.json()["access_token"])
+    assert claims["scope"] == "orders/read" and claims["tenant"] == "acme"  # iss is not the trigger's to change
+
+    with pytest.raises(ClientError) as err:  # a public client has no secret to show
+        idp.get_client_token(ClientId=env["web"]["ClientId"], Secret="anything-at-all-but-24-chars")
+    assert err.value.response["Error"]["Code"] == "NotAuthorizedException"
+    with pytest.raises(ClientError) as err:
+        idp.get_client_token(ClientId=m2m["ClientId"], Secret=m2m["ClientSecret"], Scopes=["orders/delete"])
+    assert err.value.response["Error"]["Code"] == "InvalidParameterException"
+    with pytest.raises(ClientError) as err:
+        idp.get_client_token(ClientId=m2m["ClientId"], Secret="wrong-secret-of-twenty-four-chars")
+    assert err.value.response["Error"]["Code"] == "NotAuthorizedException"
+    result = idp.get_client_token(ClientId=m2m["ClientId"], Secret=m2m["ClientSecret"], Scopes=["orders/write", "orders/read"])
+    token = result["ClientAuthenticationResult"]
+    assert token["TokenType"] == "Bearer" and token["ExpiresIn"] == 3600
+    assert _verify(nubes, pool_id, token["AccessToken"])["scope"] == "orders/read"
+
+    user_client = idp.create_user_pool_client(UserPoolId=pool_id, ClientName="api", ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH"])
+    signed = idp.initiate_auth(ClientId=user_client["UserPoolClient"]["ClientId"], AuthFlow="USER_PASSWORD_AUTH",
+                               AuthParameters={"USERNAME": "alice", "PASSWORD": PASSWORD})["AuthenticationResult"]  # fmt: skip
+    access = _verify(nubes, pool_id, signed["AccessToken"])
+    assert access["role"] == "user" and access["scope"].split() == ["aws.cognito.signin.user.admin", "orders/read"]
+    assert _verify(nubes, pool_id, signed["IdToken"], user_client["UserPoolClient"]["ClientId"])["plan"] == "gold"

@@ -88,13 +88,24 @@ class AuthFlows(Provider):
         attrs = users.attributes(user)
         attrs["cognito:user_status"] = user.get("UserStatus", "UNCONFIRMED")
         event = {
-            "version": "1", "region": pool["Id"].split("_")[0], "userPoolId": pool["Id"], "userName": user["Username"],
+            "version": self._token_trigger_version(pool) if kind == "TokenGeneration" else "1",
+            "region": pool["Id"].split("_")[0], "userPoolId": pool["Id"], "userName": user["Username"],
             "callerContext": {"awsSdkVersion": "aws-sdk-unknown-unknown", "clientId": client_id or "CLIENT_ID_NOT_APPLICABLE"},
             "triggerSource": source,
             "request": {"userAttributes": attrs, **({"clientMetadata": client_metadata} if client_metadata else {}), **(request or {})},
             "response": {},
         }  # fmt: skip
-        name = _TRIGGER_NAMES.get(kind, kind)
+        return await self._invoke_trigger(pool, arn, _TRIGGER_NAMES.get(kind, kind), event)
+
+    @staticmethod
+    def _token_trigger_version(pool: dict[str, Any]) -> str:
+        """The pre token generation event version: "1", or "2"/"3" (access token
+        customization; "3" also for machine-to-machine tokens)."""
+        version = ((pool.get("LambdaConfig") or {}).get("PreTokenGenerationConfig") or {}).get("LambdaVersion") or "V1_0"
+        return {"V2_0": "2", "V3_0": "3"}.get(str(version), "1")
+
+    async def _invoke_trigger(self, pool: dict[str, Any], arn: str, name: str, event: dict[str, Any]) -> dict[str, Any]:
+        """Invoke a trigger function; its ``response``, or the error AWS gives for it."""
         try:
             out = await self.app.call("lambda", "Invoke", {"FunctionName": arn, "Payload": orjson.dumps(event)},
                                       region=pool["Id"].split("_")[0])  # fmt: skip
@@ -412,19 +423,29 @@ class AuthFlows(Provider):
         """Tokens for a signed-in user; ``scopes`` (OAuth sign-ins) go in the access
         token and the refresh record, which the token endpoint's refresh reuses."""
         groups = await self.app.store.read(lambda txn: self.db.groups_of(txn, pool["Id"], user["Username"]))
-        pre = await self._trigger(pool, source, user, client_metadata,
-                                  {"groupConfiguration": {"groupsToOverride": groups, "iamRolesToOverride": [], "preferredRole": None}},
-                                  client["ClientId"])  # fmt: skip
+        scope_list = list(scopes) if scopes is not None else [tokens.USER_ADMIN_SCOPE]
+        request: dict[str, Any] = {"groupConfiguration": {"groupsToOverride": groups, "iamRolesToOverride": [], "preferredRole": None}}
+        if self._token_trigger_version(pool) != "1":
+            request["scopes"] = scope_list
+        pre = await self._trigger(pool, source, user, client_metadata, request, client["ClientId"])
         details = pre.get("claimsOverrideDetails") or {}
-        override = details.get("groupOverrideDetails") or {}
+        # V2/V3 responses customize the access token too
+        v2 = pre.get("claimsAndScopeOverrideDetails") or {}
+        id_gen, access_gen = v2.get("idTokenGeneration") or {}, v2.get("accessTokenGeneration") or {}
+        override = details.get("groupOverrideDetails") or v2.get("groupOverrideDetails") or {}
         if override.get("groupsToOverride") is not None:
             groups = list(override["groupsToOverride"])
+        added = [s for s in access_gen.get("scopesToAdd") or [] if s not in scope_list]
+        removed = set(access_gen.get("scopesToSuppress") or [])
         origin = str(uuid.uuid4())
         now = int(time.time())
-        id_token, access_token = tokens.issue(pool, client["ClientId"], user, groups, auth_time=now, origin_jti=origin,
-                                              overrides=details.get("claimsToAddOrOverride"), suppress=details.get("claimsToSuppress"),
-                                              scope=" ".join(scopes) if scopes is not None else tokens.USER_ADMIN_SCOPE,
-                                              nonce=nonce, oauth=scopes is not None)  # fmt: skip
+        id_token, access_token = tokens.issue(
+            pool, client["ClientId"], user, groups, auth_time=now, origin_jti=origin,
+            overrides={**(details.get("claimsToAddOrOverride") or {}), **(id_gen.get("claimsToAddOrOverride") or {})},
+            suppress=[*(details.get("claimsToSuppress") or []), *(id_gen.get("claimsToSuppress") or [])],
+            scope=" ".join(s for s in [*scope_list, *added] if s not in removed), nonce=nonce, oauth=scopes is not None,
+            access_overrides=access_gen.get("claimsToAddOrOverride"), access_suppress=access_gen.get("claimsToSuppress"),
+        )  # fmt: skip
         result: dict[str, Any] = {"AccessToken": access_token, "ExpiresIn": tokens.ACCESS_TOKEN_SECONDS,
                                   "TokenType": "Bearer", "IdToken": id_token}  # fmt: skip
         if refresh:

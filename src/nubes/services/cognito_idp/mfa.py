@@ -176,6 +176,19 @@ class MfaFlows(AuthFlows):
         client = {"ClientId": session["ClientId"]}
         return {"Status": "SUCCESS", "Session": await self._new_session(pool, client, user, "MFA_SETUP_VERIFIED")}
 
+    async def admin_delete_software_token(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        """Forget a user's TOTP token (a lost phone); they can associate a new one."""
+        pool = await self.db.pool(params["UserPoolId"])
+        user = await self.db.user(pool, params["Username"])
+        old = orjson.loads(orjson.dumps(user))
+        for key in ("Totp", "TotpPending"):
+            user.pop(key, None)
+        (user.get("MfaEnabled") or {}).pop(TOTP, None)
+        if user.get("PreferredMfa") == TOTP:
+            user.pop("PreferredMfa")
+        await self._save_user(pool, user, old)
+        return {}
+
     # -- preferences ----------------------------------------------------------------------------
 
     def _apply_preferences(self, user: dict[str, Any], params: dict[str, Any]) -> None:

@@ -18,7 +18,7 @@ import orjson
 
 from nubes.aws.errors import AwsError
 from nubes.aws.protocol.types import WireResponse
-from nubes.services.base import HttpRequest
+from nubes.services.base import HttpRequest, RequestContext
 from nubes.services.cognito_idp import tokens, users
 from nubes.services.cognito_idp.oauth_config import OAuthConfig, custom_scopes
 from nubes.services.cognito_idp.store import AUTH_CODES, CLIENTS, REFRESH, USERS, loads
@@ -30,6 +30,10 @@ _JSON = {"Content-Type": "application/json;charset=UTF-8", "Cache-Control": "no-
 #: browsers call the token and userInfo endpoints from single-page apps
 CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Headers": "Authorization, Content-Type",
         "Access-Control-Allow-Methods": "GET, POST, OPTIONS"}  # fmt: skip
+
+
+class _ScopeError(Exception):
+    """A requested scope the client may not have (or none at all)."""
 
 
 class OAuthError(Exception):
@@ -139,15 +143,57 @@ class OAuthEndpoints(OAuthConfig):
             raise OAuthError("invalid_client")
         if not self._oauth_enabled(client, "client_credentials"):
             raise OAuthError("unauthorized_client")
-        allowed = set(client.get("AllowedOAuthScopes") or []) & custom_scopes(await self.resource_servers(domain.pool["Id"]))
-        requested = fields.get("scope", "").split()
-        if requested and not set(requested) <= allowed:
-            raise OAuthError("invalid_scope")
-        scopes = requested or sorted(allowed)
-        if not scopes:
-            raise OAuthError("invalid_scope")
-        access = tokens.client_credentials_token(domain.pool, client["ClientId"], " ".join(dict.fromkeys(scopes)))
+        try:
+            access = await self._m2m_token(domain.pool, client, fields.get("scope", "").split(), None)
+        except _ScopeError:
+            raise OAuthError("invalid_scope") from None
+        except AwsError:
+            raise OAuthError("invalid_request") from None
         return json_response({"access_token": access, "expires_in": tokens.ACCESS_TOKEN_SECONDS, "token_type": "Bearer"})
+
+    async def _m2m_token(self, pool: dict[str, Any], client: dict[str, Any], requested: list[str], metadata: Any) -> str:
+        """A client_credentials access token for the requested custom scopes (all the
+        client's when none), through the V3 pre token generation trigger if set."""
+        allowed = set(client.get("AllowedOAuthScopes") or []) & custom_scopes(await self.resource_servers(pool["Id"]))
+        if requested and not set(requested) <= allowed:
+            raise _ScopeError()
+        scopes = list(dict.fromkeys(requested)) or sorted(allowed)
+        if not scopes:
+            raise _ScopeError()
+        add: dict[str, Any] | None = None
+        suppress: list[str] | None = None
+        config = (pool.get("LambdaConfig") or {}).get("PreTokenGenerationConfig") or {}
+        if config.get("LambdaVersion") == "V3_0" and config.get("LambdaArn"):
+            event = {
+                "version": "3", "triggerSource": "TokenGeneration_ClientCredentials", "region": pool["Id"].split("_")[0],
+                "userPoolId": pool["Id"], "userName": None,
+                "callerContext": {"awsSdkVersion": "aws-sdk-unknown-unknown", "clientId": client["ClientId"]},
+                "request": {"userAttributes": {}, "scopes": scopes, **({"clientMetadata": metadata} if metadata else {})},
+                "response": {"claimsAndScopeOverrideDetails": None},
+            }  # fmt: skip
+            response = await self._invoke_trigger(pool, config["LambdaArn"], "PreTokenGeneration", event)
+            generation = (response.get("claimsAndScopeOverrideDetails") or {}).get("accessTokenGeneration") or {}
+            removed = set(generation.get("scopesToSuppress") or [])
+            scopes = [s for s in [*scopes, *(x for x in generation.get("scopesToAdd") or [] if x not in scopes)] if s not in removed]
+            add, suppress = generation.get("claimsToAddOrOverride"), generation.get("claimsToSuppress")
+        return tokens.client_credentials_token(pool, client["ClientId"], " ".join(scopes), add, suppress)
+
+    async def get_client_token(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        """The API form of the client_credentials grant (``ALLOW_CLIENT_TOKEN_AUTH``)."""
+        client = await self.db.client(params["ClientId"])
+        expected = client.get("ClientSecret")
+        if expected is None or not hmac.compare_digest(str(params.get("Secret") or "").encode(), expected.encode()):
+            raise AwsError("NotAuthorizedException", f"Client {client['ClientId']} is not authorized", 400)
+        # botocore's ExplicitAuthFlows enum does not list ALLOW_CLIENT_TOKEN_AUTH yet, so a
+        # client allowed the client_credentials grant may use this too
+        if "ALLOW_CLIENT_TOKEN_AUTH" not in (client.get("ExplicitAuthFlows") or []) and not self._oauth_enabled(client, "client_credentials"):
+            raise AwsError("InvalidParameterException", "ALLOW_CLIENT_TOKEN_AUTH flow not enabled for this client", 400)
+        pool = await self.db.pool(client["UserPoolId"])
+        try:
+            access = await self._m2m_token(pool, client, list(params.get("Scopes") or []), params.get("ClientMetadata"))
+        except _ScopeError:
+            raise AwsError("InvalidParameterException", "Invalid scope requested for this client", 400) from None
+        return {"ClientAuthenticationResult": {"AccessToken": access, "ExpiresIn": tokens.ACCESS_TOKEN_SECONDS, "TokenType": "Bearer"}}
 
     async def _authorization_code(self, domain: Domain, client: dict[str, Any], fields: dict[str, str]) -> WireResponse:
         if not self._oauth_enabled(client, "code"):

@@ -63,7 +63,8 @@ def sign(claims: dict[str, Any], kid: str, private_pem: str) -> str:
 def issue(pool: dict[str, Any], client_id: str, user: dict[str, Any], groups: list[str], *,
           auth_time: int, origin_jti: str, overrides: dict[str, Any] | None = None,
           suppress: list[str] | None = None, scope: str = USER_ADMIN_SCOPE,
-          nonce: str | None = None, oauth: bool = False) -> tuple[str, str]:  # fmt: skip
+          nonce: str | None = None, oauth: bool = False, access_overrides: dict[str, Any] | None = None,
+          access_suppress: list[str] | None = None) -> tuple[str, str]:  # fmt: skip
     """(id token, access token) for a user signing in to a client; ``oauth`` marks
     tokens from the hosted UI / token endpoint (the ID token gets ``at_hash``)."""
     now = int(time.time())
@@ -98,10 +99,26 @@ def issue(pool: dict[str, Any], client_id: str, user: dict[str, Any], groups: li
     })  # fmt: skip
     if oauth:
         access["version"] = 2
+    customize(access, access_overrides, access_suppress)
     access_token = sign(access, pool["Kid"], pool["PrivateKey"])
     if oauth:
         id_claims["at_hash"] = at_hash(access_token)
     return sign(id_claims, pool["Kid"], pool["PrivateKey"]), access_token
+
+
+#: claims a pre token generation trigger cannot change in an access token
+PROTECTED_ACCESS_CLAIMS = frozenset({"iss", "sub", "aud", "token_use", "exp", "iat", "auth_time", "jti", "origin_jti",
+                                     "client_id", "username", "event_id", "scope", "version", "cognito:groups"})  # fmt: skip
+
+
+def customize(claims: dict[str, Any], add: dict[str, Any] | None, suppress: list[str] | None) -> None:
+    """Apply a V2/V3 trigger's ``claimsToAddOrOverride`` / ``claimsToSuppress``."""
+    for name in suppress or []:
+        if name not in PROTECTED_ACCESS_CLAIMS:
+            claims.pop(name, None)
+    for name, value in (add or {}).items():
+        if name not in PROTECTED_ACCESS_CLAIMS:
+            claims[name] = value
 
 
 def at_hash(access_token: str) -> str:
@@ -110,11 +127,13 @@ def at_hash(access_token: str) -> str:
     return base64.urlsafe_b64encode(digest[: len(digest) // 2]).decode().rstrip("=")
 
 
-def client_credentials_token(pool: dict[str, Any], client_id: str, scope: str) -> str:
+def client_credentials_token(pool: dict[str, Any], client_id: str, scope: str, add: dict[str, Any] | None = None,
+                             suppress: list[str] | None = None) -> str:  # fmt: skip
     """A machine-to-machine access token: the client is the subject, no user."""
     now = int(time.time())
-    claims = {"sub": client_id, "token_use": "access", "scope": scope, "auth_time": now, "iss": pool["Issuer"],
+    claims: dict[str, Any] = {"sub": client_id, "token_use": "access", "scope": scope, "auth_time": now, "iss": pool["Issuer"],
               "exp": now + ACCESS_TOKEN_SECONDS, "iat": now, "version": 2, "jti": str(uuid.uuid4()), "client_id": client_id}  # fmt: skip
+    customize(claims, add, suppress)
     return sign(claims, pool["Kid"], pool["PrivateKey"])
 
 
