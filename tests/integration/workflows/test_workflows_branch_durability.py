@@ -23,6 +23,7 @@ ROLE = "arn:aws:iam::000000000000:role/sfn"
 INVOKE = "arn:aws:states:::lambda:invoke"
 PG_URL = os.environ.get("NUBES_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 #: the function adds one to ``calls[name]`` each time it runs, then answers ``name``
+#: (or fails its first ``fail_times`` runs)
 COUNTER = """
 import boto3
 
@@ -30,8 +31,11 @@ ddb = boto3.client("dynamodb")
 
 
 def handler(event, context):
-    ddb.update_item(TableName="calls", Key={"name": {"S": event["name"]}},
-                    UpdateExpression="ADD n :one", ExpressionAttributeValues={":one": {"N": "1"}})
+    got = ddb.update_item(TableName="calls", Key={"name": {"S": event["name"]}},
+                          UpdateExpression="ADD n :one", ReturnValues="UPDATED_NEW",
+                          ExpressionAttributeValues={":one": {"N": "1"}})
+    if int(got["Attributes"]["n"]["N"]) <= event.get("fail_times", 0):
+        raise RuntimeError("not yet")
     return event["name"]
 """
 
@@ -219,6 +223,68 @@ def test_task_tokens_inside_a_map_survive_a_kill(tmp_path: Path) -> None:
         types = _types(sfn, run)
         assert types.count("TaskScheduled") == 3 and types.count("MapIterationStarted") == 3
         assert types.count("TaskSucceeded") == 2 and types.count("TaskFailed") == 1
+        _ids_contiguous(sfn, run)
+    finally:
+        server.close()
+
+
+def test_kill_mid_distributed_map(tmp_path: Path) -> None:
+    """A distributed Map's child workflows are not in the parent history; the counts
+    show that finished children are not run again and the waiting one resumes."""
+    server = NubesServer(tmp_path / "data").start()
+    try:
+        _setup_counter(server)
+        sfn = server.client("stepfunctions")
+        definition = json.loads(json.dumps(MAP))
+        definition["States"]["M"]["ItemProcessor"]["ProcessorConfig"] = {
+            "Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
+        run = _start(sfn, "dmap", definition, MAP_ITEMS)
+        deadline = time.time() + 60
+        while len(_calls(server)) < 3:
+            assert time.time() < deadline
+            time.sleep(0.05)
+        time.sleep(1)  # m0 and m1 finish (Wait 0) and record it; m2 waits 6 s
+        runs = sfn.list_map_runs(executionArn=run)["mapRuns"]
+        server.kill()
+        server.start()
+        sfn = server.client("stepfunctions")
+        done = _wait(sfn, run)
+        assert done["status"] == "SUCCEEDED", done
+        assert json.loads(done["output"]) == ["m0", "m1", "m2"]
+        assert _calls(server) == {"m0": 1, "m1": 1, "m2": 1}
+        types = _types(sfn, run)
+        assert types.count("MapRunStarted") == 1 and types.count("MapRunSucceeded") == 1
+        after = sfn.list_map_runs(executionArn=run)["mapRuns"]
+        assert [r["mapRunArn"] for r in after] == [r["mapRunArn"] for r in runs]
+        described = sfn.describe_map_run(mapRunArn=runs[0]["mapRunArn"])
+        assert described["itemCounts"]["succeeded"] == 3
+    finally:
+        server.close()
+
+
+def test_redrive_runs_only_the_failed_branch(tmp_path: Path) -> None:
+    """As on AWS: a redriven Parallel keeps its finished branches' results."""
+    server = NubesServer(tmp_path / "data").start()
+    try:
+        _setup_counter(server)
+        sfn = server.client("stepfunctions")
+        flaky = _call("flaky")
+        flaky["Parameters"]["Payload"]["fail_times"] = 1
+        definition = {"StartAt": "P", "States": {"P": {
+            "Type": "Parallel", "End": True, "Branches": [
+                {"StartAt": "A", "States": {"A": _call("a")}},
+                # F fails once A has finished (a Parallel's failure cancels the others)
+                {"StartAt": "Later", "States": {
+                    "Later": {"Type": "Wait", "Seconds": 3, "Next": "F"}, "F": flaky}}]}}}
+        run = _start(sfn, "redrive", definition)
+        failed = _wait(sfn, run)
+        assert failed["status"] == "FAILED", failed
+        assert _calls(server) == {"a": 1, "flaky": 1}
+        sfn.redrive_execution(executionArn=run)
+        done = _wait(sfn, run)
+        assert done["status"] == "SUCCEEDED", done
+        assert json.loads(done["output"]) == ["a", "flaky"]
+        assert _calls(server) == {"a": 1, "flaky": 2}
         _ids_contiguous(sfn, run)
     finally:
         server.close()

@@ -294,3 +294,15 @@ def test_express_executions_write_no_branch_checkpoints(wf: Any) -> None:
     outcome = asyncio.run(interp.run())
     assert outcome.status == "SUCCEEDED"
     assert sink.branches == {} and sink.checkpoint is None
+
+
+def test_lease_length_from_the_environment(monkeypatch: Any) -> None:
+    from nubes.services.stepfunctions import cluster
+
+    monkeypatch.delenv(cluster.LEASE_ENV, raising=False)
+    assert cluster.lease_seconds() == cluster.LEASE_SECONDS == 20.0
+    monkeypatch.setenv(cluster.LEASE_ENV, "3.5")
+    assert cluster.lease_seconds() == 3.5
+    for bad in ("soon", "0", "-4", "nan", "inf", " "):
+        monkeypatch.setenv(cluster.LEASE_ENV, bad)
+        assert cluster.lease_seconds() == cluster.LEASE_SECONDS, bad
