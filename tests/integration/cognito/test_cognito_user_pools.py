@@ -194,3 +194,20 @@ def test_pre_sign_up_trigger_auto_confirms(nubes: NubesServer) -> None:
         idp.sign_up(ClientId=client_id, Username="gina", Password=PASSWORD, UserAttributes=[{"Name": "email", "Value": "g@blocked.test"}])
     assert err.value.response["Error"]["Code"] == "UserLambdaValidationException"
     assert "PreSignUp failed with error blocked domain." in err.value.response["Error"]["Message"]
+
+
+def test_get_tokens_from_refresh_token_with_and_without_rotation(nubes: NubesServer) -> None:
+    idp, pool_id, client_id = _pool(nubes)
+    idp.admin_create_user(UserPoolId=pool_id, Username="rita", MessageAction="SUPPRESS")
+    idp.admin_set_user_password(UserPoolId=pool_id, Username="rita", Password=PASSWORD, Permanent=True)
+    first = idp.initiate_auth(ClientId=client_id, AuthFlow="USER_PASSWORD_AUTH",
+                              AuthParameters={"USERNAME": "rita", "PASSWORD": PASSWORD})["AuthenticationResult"]  # fmt: skip
+    plain = idp.get_tokens_from_refresh_token(ClientId=client_id, RefreshToken=first["RefreshToken"])["AuthenticationResult"]
+    assert "RefreshToken" not in plain and _verify(nubes, pool_id, plain["IdToken"], client_id)["cognito:username"] == "rita"
+    idp.update_user_pool_client(UserPoolId=pool_id, ClientId=client_id, RefreshTokenRotation={"Feature": "ENABLED", "RetryGracePeriodSeconds": 0})
+    rotated = idp.get_tokens_from_refresh_token(ClientId=client_id, RefreshToken=first["RefreshToken"])["AuthenticationResult"]
+    assert rotated["RefreshToken"] != first["RefreshToken"]
+    with pytest.raises(ClientError) as err:  # the old refresh token is retired
+        idp.get_tokens_from_refresh_token(ClientId=client_id, RefreshToken=first["RefreshToken"])
+    assert err.value.response["Error"]["Code"] == "NotAuthorizedException"
+    assert idp.get_tokens_from_refresh_token(ClientId=client_id, RefreshToken=rotated["RefreshToken"])["AuthenticationResult"]["AccessToken"]

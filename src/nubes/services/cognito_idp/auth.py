@@ -472,6 +472,42 @@ class AuthFlows(Provider):
         result = await self._tokens(pool, client, user, "TokenGeneration_RefreshTokens", None, refresh=False)
         return {"AuthenticationResult": result, "ChallengeParameters": {}}
 
+    async def get_tokens_from_refresh_token(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        """Refresh, with the client's RefreshTokenRotation: a new refresh token, the
+        old one good only for the grace period."""
+        client = await self.db.client(params["ClientId"])
+        secret = client.get("ClientSecret")
+        if secret is not None and not secrets.compare_digest(str(params.get("ClientSecret") or ""), secret):
+            raise AwsError("NotAuthorizedException", f"Client {client['ClientId']} is not authorized", 400)
+        pool = await self.db.pool(client["UserPoolId"])
+        token = params["RefreshToken"]
+        raw = await self.app.store.read(lambda txn: txn.get(REFRESH, pack(token)))
+        record = loads(raw) if raw is not None else None
+        if record is None or record["Revoked"] or record["Expires"] < time.time() or record["ClientId"] != client["ClientId"]:
+            raise AwsError("NotAuthorizedException", "Invalid Refresh Token", 400)
+        user = await self.db.user(pool, record["Username"])
+        if user.get("SignedOutAt", 0) > record["Issued"]:
+            raise AwsError("NotAuthorizedException", "Refresh Token has been revoked", 400)
+        if not user.get("Enabled", True):
+            raise AwsError("NotAuthorizedException", "User is disabled.", 400)
+        rotation = client.get("RefreshTokenRotation") or {}
+        rotate = rotation.get("Feature") == "ENABLED"
+        result = await self._tokens(pool, client, user, "TokenGeneration_RefreshTokens", params.get("ClientMetadata"),
+                                    refresh=rotate, scopes=record.get("Scopes"))  # fmt: skip
+        if rotate:
+            grace = int(rotation.get("RetryGracePeriodSeconds") or 0)
+
+            def retire(txn: Txn) -> None:
+                current = txn.get(REFRESH, pack(token))
+                if current is not None:
+                    old = loads(current)
+                    old["Expires"] = min(old["Expires"], time.time() + grace)
+                    old["Revoked"] = grace == 0
+                    txn.put(REFRESH, pack(token), orjson.dumps(old))
+
+            await self.app.store.write(retire)
+        return {"AuthenticationResult": result}
+
     # -- token-authenticated user operations ------------------------------------------------------
 
     async def _access(self, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
