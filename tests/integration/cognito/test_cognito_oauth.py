@@ -419,3 +419,21 @@ def test_v3_pre_token_trigger_for_machine_and_user_tokens_and_get_client_token(n
     access = _verify(nubes, pool_id, signed["AccessToken"])
     assert access["role"] == "user" and access["scope"].split() == ["aws.cognito.signin.user.admin", "orders/read"]
     assert _verify(nubes, pool_id, signed["IdToken"], user_client["UserPoolClient"]["ClientId"])["plan"] == "gold"
+
+
+def test_token_lifetimes_follow_the_client_settings(nubes: NubesServer) -> None:
+    env = _setup(nubes)
+    idp, pool_id, m2m = env["idp"], env["pool_id"], env["m2m"]
+    idp.update_user_pool_client(UserPoolId=pool_id, ClientId=m2m["ClientId"], AccessTokenValidity=10, TokenValidityUnits={"AccessToken": "minutes"})
+    out = httpx.post(f"{env['base']}/oauth2/token", auth=(m2m["ClientId"], m2m["ClientSecret"]), data={"grant_type": "client_credentials"})
+    assert out.json()["expires_in"] == 600
+    claims = _verify(nubes, pool_id, out.json()["access_token"])
+    assert claims["exp"] - claims["iat"] == 600
+    api = idp.create_user_pool_client(UserPoolId=pool_id, ClientName="short", ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH"],
+                                      AccessTokenValidity=5, IdTokenValidity=2, TokenValidityUnits={"AccessToken": "minutes", "IdToken": "hours"})
+    result = idp.initiate_auth(ClientId=api["UserPoolClient"]["ClientId"], AuthFlow="USER_PASSWORD_AUTH",
+                               AuthParameters={"USERNAME": "alice", "PASSWORD": PASSWORD})["AuthenticationResult"]  # fmt: skip
+    assert result["ExpiresIn"] == 300
+    access = _verify(nubes, pool_id, result["AccessToken"])
+    ident = _verify(nubes, pool_id, result["IdToken"], api["UserPoolClient"]["ClientId"])
+    assert (access["exp"] - access["iat"], ident["exp"] - ident["iat"]) == (300, 7200)

@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SESSION_SECONDS = 180
-REFRESH_DAYS = 30
 _TRIGGER_KEYS = {"PreSignUp": "PreSignUp", "PostConfirmation": "PostConfirmation", "PreAuthentication": "PreAuthentication",
                  "PostAuthentication": "PostAuthentication", "TokenGeneration": "PreTokenGeneration",
                  "CustomMessage": "CustomMessage", "DefineAuthChallenge": "DefineAuthChallenge",
@@ -445,13 +444,14 @@ class AuthFlows(Provider):
             suppress=[*(details.get("claimsToSuppress") or []), *(id_gen.get("claimsToSuppress") or [])],
             scope=" ".join(s for s in [*scope_list, *added] if s not in removed), nonce=nonce, oauth=scopes is not None,
             access_overrides=access_gen.get("claimsToAddOrOverride"), access_suppress=access_gen.get("claimsToSuppress"),
+            access_seconds=tokens.validity(client, "access"), id_seconds=tokens.validity(client, "id"),
         )  # fmt: skip
-        result: dict[str, Any] = {"AccessToken": access_token, "ExpiresIn": tokens.ACCESS_TOKEN_SECONDS,
+        result: dict[str, Any] = {"AccessToken": access_token, "ExpiresIn": tokens.validity(client, "access"),
                                   "TokenType": "Bearer", "IdToken": id_token}  # fmt: skip
         if refresh:
             token = base64.urlsafe_b64encode(secrets.token_bytes(96)).decode()
             record = {"PoolId": pool["Id"], "ClientId": client["ClientId"], "Username": user["Username"],
-                      "Issued": time.time(), "Expires": time.time() + REFRESH_DAYS * 86400, "Revoked": False,
+                      "Issued": time.time(), "Expires": time.time() + tokens.validity(client, "refresh"), "Revoked": False,
                       "Scopes": scopes}  # fmt: skip
             await self.app.store.write(lambda txn: txn.put(REFRESH, pack(token), orjson.dumps(record)))
             result["RefreshToken"] = token

@@ -149,7 +149,7 @@ class OAuthEndpoints(OAuthConfig):
             raise OAuthError("invalid_scope") from None
         except AwsError:
             raise OAuthError("invalid_request") from None
-        return json_response({"access_token": access, "expires_in": tokens.ACCESS_TOKEN_SECONDS, "token_type": "Bearer"})
+        return json_response({"access_token": access, "expires_in": tokens.validity(client, "access"), "token_type": "Bearer"})
 
     async def _m2m_token(self, pool: dict[str, Any], client: dict[str, Any], requested: list[str], metadata: Any) -> str:
         """A client_credentials access token for the requested custom scopes (all the
@@ -176,7 +176,7 @@ class OAuthEndpoints(OAuthConfig):
             removed = set(generation.get("scopesToSuppress") or [])
             scopes = [s for s in [*scopes, *(x for x in generation.get("scopesToAdd") or [] if x not in scopes)] if s not in removed]
             add, suppress = generation.get("claimsToAddOrOverride"), generation.get("claimsToSuppress")
-        return tokens.client_credentials_token(pool, client["ClientId"], " ".join(scopes), add, suppress)
+        return tokens.client_credentials_token(pool, client["ClientId"], " ".join(scopes), add, suppress, tokens.validity(client, "access"))
 
     async def get_client_token(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         """The API form of the client_credentials grant (``ALLOW_CLIENT_TOKEN_AUTH``)."""
@@ -193,7 +193,7 @@ class OAuthEndpoints(OAuthConfig):
             access = await self._m2m_token(pool, client, list(params.get("Scopes") or []), params.get("ClientMetadata"))
         except _ScopeError:
             raise AwsError("InvalidParameterException", "Invalid scope requested for this client", 400) from None
-        return {"ClientAuthenticationResult": {"AccessToken": access, "ExpiresIn": tokens.ACCESS_TOKEN_SECONDS, "TokenType": "Bearer"}}
+        return {"ClientAuthenticationResult": {"AccessToken": access, "ExpiresIn": tokens.validity(client, "access"), "TokenType": "Bearer"}}
 
     async def _authorization_code(self, domain: Domain, client: dict[str, Any], fields: dict[str, str]) -> WireResponse:
         if not self._oauth_enabled(client, "code"):

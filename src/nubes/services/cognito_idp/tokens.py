@@ -14,6 +14,21 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 ID_TOKEN_SECONDS = 3600
 ACCESS_TOKEN_SECONDS = 3600
+_UNIT_SECONDS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}
+#: (validity member, TokenValidityUnits member, default value, default unit) per token kind
+_VALIDITY = {"access": ("AccessTokenValidity", "AccessToken", 1, "hours"), "id": ("IdTokenValidity", "IdToken", 1, "hours"),
+             "refresh": ("RefreshTokenValidity", "RefreshToken", 30, "days")}  # fmt: skip
+
+
+def validity(client: dict[str, Any], kind: str) -> int:
+    """Seconds a client's ``access``/``id``/``refresh`` tokens live (its
+    *TokenValidity and TokenValidityUnits, else AWS's defaults)."""
+    member, unit_member, default, default_unit = _VALIDITY[kind]
+    value = client.get(member) or default
+    unit = (client.get("TokenValidityUnits") or {}).get(unit_member) or default_unit
+    return int(value) * _UNIT_SECONDS.get(str(unit), _UNIT_SECONDS[default_unit])
+
+
 #: the scope of tokens from InitiateAuth: the user's own Cognito API calls
 USER_ADMIN_SCOPE = "aws.cognito.signin.user.admin"
 
@@ -64,7 +79,8 @@ def issue(pool: dict[str, Any], client_id: str, user: dict[str, Any], groups: li
           auth_time: int, origin_jti: str, overrides: dict[str, Any] | None = None,
           suppress: list[str] | None = None, scope: str = USER_ADMIN_SCOPE,
           nonce: str | None = None, oauth: bool = False, access_overrides: dict[str, Any] | None = None,
-          access_suppress: list[str] | None = None) -> tuple[str, str]:  # fmt: skip
+          access_suppress: list[str] | None = None, access_seconds: int = ACCESS_TOKEN_SECONDS,
+          id_seconds: int = ID_TOKEN_SECONDS) -> tuple[str, str]:  # fmt: skip
     """(id token, access token) for a user signing in to a client; ``oauth`` marks
     tokens from the hosted UI / token endpoint (the ID token gets ``at_hash``)."""
     now = int(time.time())
@@ -81,7 +97,7 @@ def issue(pool: dict[str, Any], client_id: str, user: dict[str, Any], groups: li
         id_claims[name] = value == "true" if name.endswith("_verified") else value
     id_claims.update({
         "iss": issuer, "cognito:username": user["Username"], "origin_jti": origin_jti, "aud": client_id,
-        "event_id": event_id, "token_use": "id", "auth_time": auth_time, "exp": now + ID_TOKEN_SECONDS,
+        "event_id": event_id, "token_use": "id", "auth_time": auth_time, "exp": now + id_seconds,
         "iat": now, "jti": str(uuid.uuid4()),
     })  # fmt: skip
     if nonce:
@@ -95,7 +111,7 @@ def issue(pool: dict[str, Any], client_id: str, user: dict[str, Any], groups: li
     access.update({
         "iss": issuer, "client_id": client_id, "origin_jti": origin_jti, "event_id": event_id,
         "token_use": "access", "scope": scope, "auth_time": auth_time,
-        "exp": now + ACCESS_TOKEN_SECONDS, "iat": now, "jti": str(uuid.uuid4()), "username": user["Username"],
+        "exp": now + access_seconds, "iat": now, "jti": str(uuid.uuid4()), "username": user["Username"],
     })  # fmt: skip
     if oauth:
         access["version"] = 2
@@ -128,11 +144,11 @@ def at_hash(access_token: str) -> str:
 
 
 def client_credentials_token(pool: dict[str, Any], client_id: str, scope: str, add: dict[str, Any] | None = None,
-                             suppress: list[str] | None = None) -> str:  # fmt: skip
+                             suppress: list[str] | None = None, seconds: int = ACCESS_TOKEN_SECONDS) -> str:  # fmt: skip
     """A machine-to-machine access token: the client is the subject, no user."""
     now = int(time.time())
     claims: dict[str, Any] = {"sub": client_id, "token_use": "access", "scope": scope, "auth_time": now, "iss": pool["Issuer"],
-              "exp": now + ACCESS_TOKEN_SECONDS, "iat": now, "version": 2, "jti": str(uuid.uuid4()), "client_id": client_id}  # fmt: skip
+              "exp": now + seconds, "iat": now, "version": 2, "jti": str(uuid.uuid4()), "client_id": client_id}  # fmt: skip
     customize(claims, add, suppress)
     return sign(claims, pool["Kid"], pool["PrivateKey"])
 
