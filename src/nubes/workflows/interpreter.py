@@ -174,8 +174,10 @@ class Interpreter:
         self.resumed_branches: dict[ThreadPath, Checkpoint] = {}
         #: Parallel/Map visits (thread path + state name) with branch checkpoints
         self._dirty: set[ThreadPath] = set()
-        #: the flush :meth:`record_done` scheduled, if it has not run yet
-        self._soon: asyncio.Task[None] | None = None
+        #: flushes :meth:`record_done` scheduled (kept until they are done)
+        self._soon: set[asyncio.Task[None]] = set()
+        #: one of them has yet to take the pending writes
+        self._soon_waiting = False
         #: map runs started by distributed Map states: arn → summary (for the provider)
         self.map_runs: dict[str, dict[str, Any]] = {}
         #: TestState sets this to collect each data-flow step (``inspectionData``)
@@ -235,11 +237,15 @@ class Interpreter:
             "", None, event_id=self._next_id, previous_event_id=thread.last_event_id,
             phase=phase, output=output)
         self._dirty.add(thread.path[:-1])
-        if self._soon is None or self._soon.done():
-            self._soon = asyncio.get_running_loop().create_task(self._flush_soon())
+        if not self._soon_waiting:
+            self._soon_waiting = True
+            task = asyncio.get_running_loop().create_task(self._flush_soon())
+            self._soon.add(task)
+            task.add_done_callback(self._soon.discard)
 
     async def _flush_soon(self) -> None:
         await asyncio.sleep(0)  # let the branches finishing in this turn add theirs
+        self._soon_waiting = False  # records added from now on need another flush
         try:
             await self.flush()
         except Exception:  # the next flush writes them (a failing store fails it there)
@@ -324,8 +330,8 @@ class Interpreter:
             self.emit(top, "ExecutionFailed", {"error": RUNTIME, "cause": cause})
             outcome = Outcome("FAILED", error=RUNTIME, cause=cause)
         await self.flush()
-        if self._soon is not None:
-            await self._soon
+        if self._soon:
+            await asyncio.gather(*self._soon)
         return outcome
 
     def _execution_deadline(self) -> float | None:

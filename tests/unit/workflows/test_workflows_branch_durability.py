@@ -306,3 +306,34 @@ def test_lease_length_from_the_environment(monkeypatch: Any) -> None:
     for bad in ("soon", "0", "-4", "nan", "inf", " "):
         monkeypatch.setenv(cluster.LEASE_ENV, bad)
         assert cluster.lease_seconds() == cluster.LEASE_SECONDS, bad
+
+
+class SlowSink(MemorySink):
+    """A sink whose writes take a while, as a store's do."""
+
+    async def record(self, events: list[dict[str, Any]], checkpoint: Checkpoint | None,
+                     branches: Any = None) -> None:
+        await asyncio.sleep(0.02)
+        await super().record(events, checkpoint, branches)
+
+
+def test_a_branch_finishing_during_a_write_is_recorded_too(wf: Any) -> None:
+    """B finishes while A's result is being written: B's needs a write of its own even
+    though C never finishes (nothing else would flush it)."""
+
+    async def task(req: TaskRequest) -> Any:
+        name = req.parameters["Payload"]["name"]
+        await asyncio.sleep({"a": 0, "b": 0.01, "c": 3600}[name])
+        return {"Payload": name}
+
+    definition = {"StartAt": "P", "States": {"P": {"Type": "Parallel", "End": True, "Branches": [
+        {"StartAt": n, "States": {n: _call(n.lower())}} for n in "ABC"]}}}
+    sink = SlowSink()
+    interp = Interpreter(load(definition), wf.execution({}), wf.Executor({LAMBDA: task}), sink)
+
+    def both_done() -> bool:
+        return all(sink.branches.get(("P", i), Checkpoint("", None)).phase == "done"
+                   for i in (0, 1))
+
+    crash_when(interp, both_done)
+    assert sink.branches[("P", 1)].output == {"r": "b"}
