@@ -190,3 +190,18 @@ def test_batch_writes_blind_and_metered() -> None:
         assert exc.value.message == "Provided list of item keys contains duplicates"
 
     _run(body)
+
+
+def test_a_malformed_item_is_refused_before_the_table_is_looked_up() -> None:
+    async def body(app: App) -> None:
+        # the item is validated before the write transaction: a malformed
+        # value is a request error even for a table that does not exist
+        with pytest.raises(AwsError) as exc:
+            await app.call("dynamodb", "PutItem", {"TableName": "missing", "Item": {"pk": {"S": "a"}, "bad": {}}})
+        assert exc.value.code == "ValidationException"
+        assert exc.value.message.startswith("Supplied AttributeValue is empty")
+        with pytest.raises(AwsError) as missing:
+            await app.call("dynamodb", "PutItem", {"TableName": "missing", "Item": {"pk": {"S": "a"}}})
+        assert missing.value.code == "ResourceNotFoundException"
+
+    _run(body)

@@ -219,11 +219,19 @@ def _blind_write(table: Table, prepared: Prepared, mode: str, effects: Effects) 
     return mode == "NONE" and prepared.condition is None and writes_blind(table, effects)
 
 
-def put_item(txn: Txn, table: Table, params: dict[str, Any], prepared: Prepared, effects: Effects) -> dict[str, Any]:
-    """PutItem inside ``txn``."""
-    mode = _return_values(params, ("NONE", "ALL_OLD"))
+def new_item(params: dict[str, Any]) -> tuple[Item, bytes]:
+    """A PutItem's validated item and its stored form: pure work, done before
+    the write transaction (which holds the store's writer) and only once
+    however often the transaction is retried."""
     item = validate_item(params["Item"])
-    stored = dump_item(item)
+    return item, dump_item(item)
+
+
+def put_item(txn: Txn, table: Table, params: dict[str, Any], prepared: Prepared, effects: Effects,
+             validated: tuple[Item, bytes] | None = None) -> dict[str, Any]:  # fmt: skip
+    """PutItem inside ``txn`` (``validated``: :func:`new_item` of the params)."""
+    mode = _return_values(params, ("NONE", "ALL_OLD"))
+    item, stored = new_item(params) if validated is None else validated
     check_new_item(table, item, stored)
     if _blind_write(table, prepared, mode, effects):
         txn.put(ITEMS, item_key(table, item), stored)

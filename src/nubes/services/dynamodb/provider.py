@@ -179,10 +179,11 @@ class DynamoDbProvider(Provider):
     async def put_item(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         """Create or replace an item, optionally conditionally."""
         prepared = prepare(params, condition=True)
+        validated = items.new_item(params)
         name = params["TableName"]
 
         def run(txn: Txn, effects: Effects) -> dict[str, Any]:
-            return items.put_item(txn, require_table(txn, ctx.region, name), params, prepared, effects)
+            return items.put_item(txn, require_table(txn, ctx.region, name), params, prepared, effects, validated)
 
         return await self._write_op(ctx, params, run)
 
