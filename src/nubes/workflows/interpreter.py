@@ -214,6 +214,11 @@ class Interpreter:
         if self._pending or checkpoint is not None or self._writes:
             events, self._pending = self._pending, []
             writes, self._writes = self._writes, BranchWrites()
+            # a resumed run numbers its events after the newest written with a checkpoint
+            if checkpoint is not None:
+                checkpoint.event_id = self._next_id
+            for written in writes.puts.values():
+                written.event_id = self._next_id
             await self.sink.record(events, checkpoint, writes or None)
 
     def _checkpoint(self, thread: Thread, state: str, raw_input: Any, **extra: Any) -> Checkpoint:
