@@ -181,3 +181,18 @@ def test_no_auth_server_takes_unsigned_management_calls(tmp_path: Path) -> None:
             url = f"{server.endpoint}/_nubes/execute-api/{api_id}/live/@connections/{quote(connection_id, safe='')}"
             assert _call(url, "POST", b"unsigned")[0] == 200
             assert ws.recv(timeout=10) == "unsigned"
+
+
+def test_deleted_access_key_stops_signing_management_calls(nubes: NubesServer, socket: tuple[str, ClientConnection, str]) -> None:
+    api_id, ws, connection_id = socket
+    iam = nubes.client("iam")
+    key = iam.create_access_key()["AccessKey"]
+    url = f"{nubes.endpoint}/_nubes/execute-api/{api_id}/live/@connections/{quote(connection_id, safe='')}"
+    signed = _signed(url, "POST", b"with-key", key=key["AccessKeyId"], secret=key["SecretAccessKey"])
+    assert _call(url, "POST", b"with-key", signed)[0] == 200
+    assert ws.recv(timeout=10) == "with-key"
+    iam.delete_access_key(AccessKeyId=key["AccessKeyId"])
+    signed = _signed(url, "POST", b"after", key=key["AccessKeyId"], secret=key["SecretAccessKey"])
+    status, headers, _ = _call(url, "POST", b"after", signed)
+    assert (status, headers["x-amzn-errortype"]) == (403, "UnrecognizedClientException")
+    _quiet(ws)

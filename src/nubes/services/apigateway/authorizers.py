@@ -14,7 +14,7 @@ import orjson
 from nubes.app import App
 from nubes.aws.errors import AwsError
 from nubes.aws.protocol.types import WireRequest
-from nubes.gateway.auth import Authenticator
+from nubes.gateway.auth import REVOKED_TOPIC, Authenticator
 from nubes.services.apigateway.payloads import Incoming, event_v1, event_v2
 
 if TYPE_CHECKING:
@@ -89,6 +89,8 @@ class Authorizers:
         self._jwks: dict[str, jwt.PyJWKClient] = {}
         self._cache: dict[tuple[str, tuple[str, ...]], tuple[float, dict[str, Any] | None]] = {}
         self._iam = Authenticator(dict(app.settings.credentials), lambda: app.store)
+        # a deleted access key stops signing here at once, as at the gateway
+        app.bus.subscribe(REVOKED_TOPIC, lambda key: self._iam.forget(str(key)))
 
     # -- JWT ------------------------------------------------------------------------
 
