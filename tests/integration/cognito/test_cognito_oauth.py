@@ -437,3 +437,49 @@ def test_token_lifetimes_follow_the_client_settings(nubes: NubesServer) -> None:
     access = _verify(nubes, pool_id, result["AccessToken"])
     ident = _verify(nubes, pool_id, result["IdToken"], api["UserPoolClient"]["ClientId"])
     assert (access["exp"] - access["iat"], ident["exp"] - ident["iat"]) == (300, 7200)
+
+
+def _mailed_code(nubes: NubesServer, email: str) -> str:
+    messages = httpx.get(f"{nubes.endpoint}/_nubes/ses", params={"email": email}).json()["messages"]
+    match = re.search(r"\b(\d{6})\b", str(messages[-1]["Text"]))
+    assert match, messages[-1]
+    return match.group(1)
+
+
+def test_hosted_sign_up_confirm_and_forgotten_password(nubes: NubesServer) -> None:
+    idp = nubes.client("cognito-idp")
+    pool_id = idp.create_user_pool(PoolName="selfservice", AutoVerifiedAttributes=["email"])["UserPool"]["Id"]
+    domain = f"self-{uuid.uuid4().hex[:8]}"
+    idp.create_user_pool_domain(Domain=domain, UserPoolId=pool_id)
+    client = idp.create_user_pool_client(UserPoolId=pool_id, ClientName="web", GenerateSecret=True, AllowedOAuthFlowsUserPoolClient=True,
+                                         AllowedOAuthFlows=["code"], AllowedOAuthScopes=["openid"], CallbackURLs=[CALLBACK])["UserPoolClient"]  # fmt: skip
+    query = "?" + urllib.parse.urlencode({"response_type": "code", "client_id": client["ClientId"], "redirect_uri": CALLBACK})
+    base = f"{nubes.endpoint}/_nubes/cognito/{domain}"
+    email = f"s{uuid.uuid4().hex[:8]}@example.test"
+    with httpx.Client(follow_redirects=False) as http:
+        login_page = http.get(f"{base}/login{query}").text
+        assert f"/_nubes/cognito/{domain}/signup?" in login_page and "Forgot your password?" in login_page
+        assert 'name="password"' in http.get(f"{base}/signup{query}").text
+        weak = http.post(f"{base}/signup{query}", data={"username": "sam", "email": email, "password": "weak"})
+        assert "Password did not conform with policy" in weak.text
+        signed = http.post(f"{base}/signup{query}", data={"username": "sam", "email": email, "password": PASSWORD})
+        assert signed.status_code == 200 and 'name="code"' in signed.text
+        assert idp.admin_get_user(UserPoolId=pool_id, Username="sam")["UserStatus"] == "UNCONFIRMED"
+        wrong = http.post(f"{base}/confirm{query}", data={"username": "sam", "code": "000000"})
+        assert "Invalid verification code" in wrong.text or _mailed_code(nubes, email) == "000000"
+        confirmed = http.post(f"{base}/confirm{query}", data={"username": "sam", "code": _mailed_code(nubes, email)})
+        assert "Your account is confirmed" in confirmed.text
+        done = http.post(f"{base}/login{query}", data={"username": "sam", "password": PASSWORD})
+        assert done.status_code == 302 and done.headers["location"].startswith(CALLBACK + "?code=")
+
+        asked = http.post(f"{base}/forgotPassword{query}", data={"username": "sam"})
+        assert 'name="code"' in asked.text
+        bad = http.post(f"{base}/confirmForgotPassword{query}", data={"username": "sam", "code": _mailed_code(nubes, email), "password": "weak"})
+        assert "Password did not conform with policy" in bad.text
+        http.post(f"{base}/forgotPassword{query}", data={"username": "sam"})
+        changed = http.post(f"{base}/confirmForgotPassword{query}", data={"username": "sam", "code": _mailed_code(nubes, email), "password": "N3w-Password!"})
+        assert "Your password has been changed" in changed.text
+        old = http.post(f"{base}/login{query}", data={"username": "sam", "password": PASSWORD})
+        assert old.status_code == 200 and "Incorrect username or password." in old.text
+        new = http.post(f"{base}/login{query}", data={"username": "sam", "password": "N3w-Password!"})
+        assert new.status_code == 302

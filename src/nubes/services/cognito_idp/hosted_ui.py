@@ -13,6 +13,7 @@ import re
 import secrets
 import time
 import urllib.parse
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -90,7 +91,7 @@ class HostedUi(OAuthEndpoints):
             return WireResponse(204, dict(CORS), b"")
         handlers = {"/oauth2/token": self.oauth_token, "/oauth2/userInfo": self.oauth_user_info, "/oauth2/revoke": self.oauth_revoke,
                     "/oauth2/authorize": self.oauth_authorize, "/authorize": self.oauth_authorize, "/login": self.hosted_login,
-                    "/logout": self.hosted_logout, "/error": self.hosted_error}  # fmt: skip
+                    "/logout": self.hosted_logout, "/error": self.hosted_error, **self._account_pages()}  # fmt: skip
         handler = handlers.get(path)
         if handler is None:
             return page("Not found", "<p>No such page.</p>", 404)
@@ -100,6 +101,10 @@ class HostedUi(OAuthEndpoints):
             return err.response()
         except AwsError as err:  # a trigger failed while the browser waited
             return page("Error", f'<p class="error">{html.escape(err.message)}</p>', 400)
+
+    def _account_pages(self) -> dict[str, Callable[[Domain, HttpRequest], Awaitable[WireResponse]]]:
+        """Sign-up and password-reset pages (``hosted_accounts``)."""
+        return {}
 
     # -- authorize --------------------------------------------------------------------------
 
@@ -196,17 +201,21 @@ class HostedUi(OAuthEndpoints):
 
     # -- login ---------------------------------------------------------------------------------
 
-    def _login_form(self, domain: Domain, request: HttpRequest, error: str = "", csrf: str | None = None) -> WireResponse:
-        csrf = csrf or secrets.token_urlsafe(24)
-        action = html.escape(f"{domain.base}/login?{request.query_string.decode('latin-1')}")
+    def _login_form(self, domain: Domain, request: HttpRequest, error: str = "", notice: str = "") -> WireResponse:
+        csrf = secrets.token_urlsafe(24)
+        query_text = request.query_string.decode("latin-1")
+        action = html.escape(f"{domain.base}/login?{query_text}")
         note = f'<p class="error" id="loginErrorMessage">{html.escape(error)}</p>' if error else ""
+        note += f'<p class="notice">{html.escape(notice)}</p>' if notice else ""
+        links = (f'<p><a href="{html.escape(f"{domain.base}/forgotPassword?{query_text}")}">Forgot your password?</a> '
+                 f'<a href="{html.escape(f"{domain.base}/signup?{query_text}")}">Sign up</a></p>')  # fmt: skip
         body = (f'{note}<form method="post" action="{action}" name="cognitoSignInForm">'
                 f'<input type="hidden" name="_csrf" value="{csrf}">'
                 '<label for="signInFormUsername">Username</label><input id="signInFormUsername" name="username" type="text" autocomplete="username">'
                 '<label for="signInFormPassword">Password</label><input id="signInFormPassword" name="password" type="password" autocomplete="current-password">'
                 '<button type="submit" name="signInSubmitButton">Sign in</button></form>')  # fmt: skip
         cookie = ("Set-Cookie", f"XSRF-TOKEN={csrf}; Path={domain.base or '/'}; HttpOnly; SameSite=Lax")
-        return page("Sign in", body, extra=[cookie])
+        return page("Sign in", body + links, extra=[cookie])
 
     def _mfa_form(self, domain: Domain, request: HttpRequest, session: str, error: str = "") -> WireResponse:
         action = html.escape(f"{domain.base}/login?{request.query_string.decode('latin-1')}")

@@ -15,7 +15,7 @@ from nubes.aws.errors import AwsError
 from nubes.aws.protocol.types import WireResponse
 from nubes.services.base import HttpRequest, RequestContext
 from nubes.services.cognito_idp import tokens, users
-from nubes.services.cognito_idp.hosted_ui import HostedUi
+from nubes.services.cognito_idp.hosted_accounts import HostedAccounts
 from nubes.services.cognito_idp.mfa import mfa_settings
 from nubes.services.cognito_idp.store import (
     CLIENTS,
@@ -48,7 +48,7 @@ def _page(items: list[Any], params: dict[str, Any], key: str, size_key: str = "M
     return out
 
 
-class CognitoProvider(HostedUi):
+class CognitoProvider(HostedAccounts):
     """All of ``cognito-idp`` that nubes implements."""
 
     def __init__(self, app: App) -> None:
