@@ -232,6 +232,9 @@ def test_authorize_errors_and_json_bodies(nubes: NubesServer) -> None:
             assert out.status_code == 302
             assert out.headers["location"].startswith(CALLBACK + "?")
             assert _query(out.headers["location"]) == {"error": error, "state": "s"}
+        env["idp"].update_user_pool_client(UserPoolId=env["pool_id"], ClientId=client_id, SupportedIdentityProviders=["Google"])
+        out = http.get(url, params=good)
+        assert _query(out.headers["location"]) == {"error": "unauthorized_client", "state": "s"}
         m2m_token = http.post(f"{env['base']}/oauth2/token", data={"grant_type": "client_credentials"}, headers={"Content-Type": "application/json"})
         assert (m2m_token.status_code, m2m_token.json()["error"]) == (400, "invalid_request")
         assert http.get(f"{env['base']}/oauth2/userInfo").status_code == 401

@@ -135,6 +135,9 @@ class HostedUi(OAuthEndpoints):
             raise fail("invalid_scope")
         if params.get("identity_provider") not in (None, "COGNITO"):
             raise fail("invalid_request")
+        providers = client.get("SupportedIdentityProviders")
+        if providers and "COGNITO" not in providers:  # federated sign-in only: nubes has no other IdPs
+            raise fail("unauthorized_client")
         challenge, method = params.get("code_challenge"), params.get("code_challenge_method")
         if (method and not challenge) or (method or "plain") not in ("S256", "plain") or (challenge and response_type != "code"):
             raise fail("invalid_request")
