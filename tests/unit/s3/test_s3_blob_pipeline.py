@@ -142,25 +142,25 @@ def test_blob_store_refuses_an_unknown_durability(tmp_path: Path) -> None:
 
 
 def _failing_after(calls: int) -> Callable[[BlobWriterSync, Any], None]:
-    real = BlobWriterSync.write_file
+    real = BlobWriterSync.write_pieces
     seen = [0]
 
-    def write_file(self: BlobWriterSync, data: Any) -> None:
+    def write_pieces(self: BlobWriterSync, pieces: Any) -> None:
         seen[0] += 1
         if seen[0] > calls:
             raise OSError(28, "No space left on device")
-        real(self, data)
+        real(self, pieces)
 
-    return write_file
+    return write_pieces
 
 
 def test_a_failed_write_in_the_pipeline_fails_the_upload_and_leaves_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(BlobWriterSync, "write_file", _failing_after(3))
+    monkeypatch.setattr(BlobWriterSync, "write_pieces", _failing_after(3))
     blobs = BlobStore(tmp_path, durability="normal")
     with pytest.raises(OSError, match="No space left"):
-        _write(blobs, [os.urandom(MB)] * 12)
+        _write(blobs, [os.urandom(MB)] * 24)
     assert _temp_files(tmp_path) == [] and list(blobs.ids()) == []
 
 
@@ -207,3 +207,19 @@ def test_signed_payload_hash_of_a_large_upload_is_checked(tmp_path: Path) -> Non
         assert sorted(blobs.ids()) == sorted([upload.blob.id, unsigned.blob.id])
 
     asyncio.run(run())
+
+
+def test_partial_writes_are_completed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``writev`` may write less than asked (a signal, a full pipe of dirty pages):
+    the rest is written, from the right offset, before the chunk counts as written."""
+    real = os.writev
+
+    def short_writev(fd: int, buffers: Any) -> int:
+        first = bytes(buffers[0])
+        return real(fd, [first[: max(1, len(first) // 3)]])
+
+    monkeypatch.setattr(os, "writev", short_writev)
+    data = os.urandom(5 * MB + 7)
+    blobs = BlobStore(tmp_path, durability="normal")
+    info = _write(blobs, _pieces(data))
+    assert blobs.read_sync(info.id) == data and info.size == len(data)
