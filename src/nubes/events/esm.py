@@ -55,6 +55,9 @@ FUNCTION_FAILED = "PROBLEM: Function call failed"
 FUNCTION_NOT_FOUND = "PROBLEM: Function not found"
 _DEFAULT_SQS_WORKERS = 5
 _STREAM_POLL_S = 0.25
+#: how often a stream whose shards are all closed and read (its table deleted or its
+#: stream turned off: it never gets new records) is looked at again
+_CLOSED_STREAM_POLL_S = 60.0
 _BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
 
@@ -361,6 +364,10 @@ class StreamPoller(_Reporting):
                     await asyncio.sleep(1.0)
                     continue
                 await asyncio.gather(*(self._follow(s["ShardId"]) for s in shards))
+                if all((s.get("SequenceNumberRange") or {}).get("EndingSequenceNumber") for s in shards):
+                    # every shard is closed and was read to its end: a disabled stream
+                    # (deleted table, stream turned off) has nothing more to give
+                    await asyncio.sleep(_CLOSED_STREAM_POLL_S)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -446,9 +453,14 @@ class StreamPoller(_Reporting):
                 await self._deliver(shard, batch)
                 if pending:
                     first_at = time.monotonic()
-            if not records:
+            if not records and iterator:
                 wait = _STREAM_POLL_S if not pending else max(0.0, min(_STREAM_POLL_S, self.window))
                 await self.app.bus.wait(f"dynamodb-stream:{self.arn}", wait)
+        # the shard closed (its stream was disabled): what the batching window still
+        # held goes now, since no more records will join it
+        while pending:
+            batch, pending = pending[: self.batch_size], pending[self.batch_size :]
+            await self._deliver(shard, batch)
 
     def _record(self, raw: dict[str, Any]) -> dict[str, Any]:
         record: dict[str, Any] = _jsonable(raw)

@@ -140,6 +140,35 @@ def test_dynamodb_stream_source(nubes: NubesServer, make_function: Callable[...,
     lam.delete_event_source_mapping(UUID=mapping["UUID"])
 
 
+def test_deleting_the_table_delivers_what_the_batching_window_held(
+    nubes: NubesServer, make_function: Callable[..., str], tmp_path: Path
+) -> None:
+    """A deleted table's stream is closed: records waiting for a long batching
+    window go to the function then, not never (the shard gets nothing more)."""
+    if not {"dynamodb", "dynamodbstreams"} <= _services(nubes):
+        pytest.skip("DynamoDB is not in this build")
+    lam, ddb = nubes.client("lambda"), nubes.client("dynamodb")
+    out = tmp_path / "closing.jsonl"
+    name = make_function({"app.py": STREAM_RECORDER}, Environment={"Variables": {"OUT": str(out)}})
+    table = f"t-{uuid.uuid4().hex[:8]}"
+    desc = ddb.create_table(TableName=table, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                            BillingMode="PAY_PER_REQUEST",
+                            StreamSpecification={"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"})  # fmt: skip
+    mapping = lam.create_event_source_mapping(
+        EventSourceArn=desc["TableDescription"]["LatestStreamArn"], FunctionName=name,
+        StartingPosition="TRIM_HORIZON", BatchSize=100, MaximumBatchingWindowInSeconds=300,
+    )  # fmt: skip
+    _wait(lambda: lam.get_event_source_mapping(UUID=mapping["UUID"])["State"] == "Enabled")
+    for key in ("a", "b"):
+        ddb.put_item(TableName=table, Item={"pk": {"S": key}})
+    time.sleep(1.0)  # read into the window, which would hold them for 300 s
+    assert _batches(out) == []
+    ddb.delete_table(TableName=table)
+    _wait(lambda: len(_batches(out)) == 1, timeout=30)
+    assert [r["dynamodb"]["Keys"]["pk"]["S"] for r in _batches(out)[0]["Records"]] == ["a", "b"]
+    lam.delete_event_source_mapping(UUID=mapping["UUID"])
+
 POISONED = """
 import json, os
 def handler(event, context):
