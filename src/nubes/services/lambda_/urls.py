@@ -79,7 +79,8 @@ class UrlsMixin(LambdaBase):
         if scope is not None and scope[0] != "lambda":  # signed for another service
             return WireResponse(403, {"Content-Type": "application/json", "x-amzn-ErrorType": "InvalidSignatureException"},
                                 orjson.dumps({"message": "Credential should be scoped to correct service: 'lambda'. "}))  # fmt: skip
-        spellings = _path_spellings(request.path)
+        # the path as the client signed it; only a request made in-process lacks it
+        spellings = [request.raw_path] if request.raw_path else _path_spellings(request.path)
         for i, path in enumerate(spellings):
             try:
                 access_key = await self._authenticator().verify(wire, path, raw_query, "rest-json", s3=False)
@@ -232,7 +233,7 @@ class UrlsMixin(LambdaBase):
 def _path_spellings(path: str) -> list[str]:
     """The ways a client may have sent a (decoded) path, most common first: what
     ``requests``/``urllib3`` send (sub-delimiters as they are), then as decoded, then
-    every reserved character escaped. The router only keeps the decoded path."""
+    every reserved character escaped — for a request without its raw path."""
     out: list[str] = []
     for spelling in (quote(path, safe="/~!$&'()*+,;=:@"), path, quote(path, safe="/~")):
         if spelling not in out:
