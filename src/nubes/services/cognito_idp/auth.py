@@ -15,7 +15,14 @@ import orjson
 from nubes.aws.errors import AwsError
 from nubes.services.base import Provider, RequestContext
 from nubes.services.cognito_idp import srp, tokens, users
-from nubes.services.cognito_idp.store import REFRESH, SESSIONS, loads, user_not_found
+from nubes.services.cognito_idp.store import (
+    AUTH_CODES,
+    LOGIN_SESSIONS,
+    REFRESH,
+    SESSIONS,
+    loads,
+    user_not_found,
+)
 from nubes.storage.base import Txn
 from nubes.storage.keys import pack
 
@@ -331,7 +338,29 @@ class AuthFlows(Provider):
         record = {"PoolId": pool["Id"], "ClientId": client["ClientId"], "Username": user["Username"],
                   "Challenge": challenge, "Expires": time.time() + SESSION_SECONDS, **(extra or {})}  # fmt: skip
         await self.app.store.write(lambda txn: txn.put(SESSIONS, pack(session), orjson.dumps(record)))
+        await self._sweep_now_and_then()
         return session
+
+    #: every how many new sessions/codes the expired ones are deleted
+    SWEEP_EVERY = 256
+    _since_sweep = 0
+
+    async def _sweep_now_and_then(self) -> None:
+        """Delete expired challenge sessions, authorization codes and hosted UI
+        sign-ins (abandoned ones would otherwise stay forever)."""
+        self._since_sweep += 1
+        if self._since_sweep < self.SWEEP_EVERY:
+            return
+        self._since_sweep = 0
+        now = time.time()
+
+        def sweep(txn: Txn) -> None:
+            for table in (SESSIONS, AUTH_CODES, LOGIN_SESSIONS):
+                for key, raw in txn.scan(table):
+                    if loads(raw).get("Expires", now) < now:
+                        txn.delete(table, key)
+
+        await self.app.store.write(sweep)
 
     async def _peek_session(self, key: str, challenge: str) -> dict[str, Any]:
         """A live session of ``challenge``, left in place (answers may be retried)."""

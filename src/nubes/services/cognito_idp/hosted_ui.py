@@ -13,7 +13,7 @@ import re
 import secrets
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -61,8 +61,8 @@ def with_params(uri: str, params: dict[str, str], fragment: bool = False) -> str
     return f"{uri}{'&' if '?' in uri else '?'}{encoded}" if encoded else uri
 
 
-def _cookie(headers: dict[str, str] | Any, name: str) -> str | None:
-    for part in str(headers.get("cookie", "")).split(";"):
+def _cookie(headers: Mapping[str, str], name: str) -> str | None:
+    for part in headers.get("cookie", "").split(";"):
         key, _, value = part.strip().partition("=")
         if key == name:
             return value
@@ -200,6 +200,7 @@ class HostedUi(OAuthEndpoints):
         code = secrets.token_urlsafe(27)
         record = {**grant, "Username": user["Username"], "Expires": time.time() + CODE_SECONDS}
         await self.app.store.write(lambda txn: txn.put(AUTH_CODES, pack(code), orjson.dumps(record)))
+        await self._sweep_now_and_then()
         return redirect(with_params(grant["RedirectUri"], {"code": code, **state}), extra)
 
     # -- login ---------------------------------------------------------------------------------
