@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -12,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from nubes.aws.errors import AwsError
 from nubes.services.sns.messages import (
+    NotificationTexts,
     attributes_event,
     check_attributes,
     check_message,
@@ -204,3 +208,33 @@ def test_signing_job_from_both_ends_signs_each_item_once(tmp_path: Path, count: 
     for (text, version), signature in zip(items, job.signatures, strict=True):
         digest = hashes.SHA256() if version == "2" else hashes.SHA1()
         key.verify(base64.b64decode(signature), text.encode(), padding.PKCS1v15(), digest)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"subject": 's "quoted" \u00e9'},
+        {"seq": "10000000000000000001", "group": "g"},
+        {"attrs": {"a": {"Type": "String", "Value": "v"}, "n": {"Type": "Number", "Value": "1"}}},
+        {"structure": "json", "message": '{"default": "d", "sqs": "for sqs", "http": "h"}'},
+    ],
+)
+def test_notification_texts_are_byte_for_byte_the_notification(
+    tmp_path: Path, extra: dict[str, Any]
+) -> None:
+    """The delivery worker serializes a message's notification once and splices each
+    subscriber's UnsubscribeURL in: the result must equal serializing the whole
+    notification for that subscriber, for every subscriber sharing the cache."""
+    signer = Signer(tmp_path)
+    message = {"id": "m-1", "topic": "arn:aws:sns:us-east-1:000000000000:t", "message": "hello\n",
+               "ts": "2026-01-01T00:00:00.000Z", "endpoint": "http://127.0.0.1:4566", **extra}  # fmt: skip
+    texts = NotificationTexts(signer)
+    for n, protocol in enumerate(["sqs", "sqs", "http", "sqs"]):
+        sub = Subscription(arn=f"{message['topic']}:sub-{n}&x", topic_arn=message["topic"],
+                           protocol=protocol, endpoint=f"arn:aws:sqs:us-east-1:000000000000:q{n}",
+                           owner="000000000000")  # fmt: skip
+        for version in ("1", "2"):
+            expected = orjson.dumps(notification(message, sub, signer, version)).decode()
+            assert texts.json(message, sub, version) == expected
+            assert json.loads(expected)["UnsubscribeURL"].endswith("sub-" + str(n) + "%26x")

@@ -28,6 +28,7 @@ import orjson
 from nubes.aws.errors import AwsError
 from nubes.services.sns.base import SnsBase
 from nubes.services.sns.messages import (
+    NotificationTexts,
     confirmation,
     message_for,
     new_message_id,
@@ -176,6 +177,7 @@ class DeliveryOps(SnsBase):
         else:
             # notifications to the same queue go as SendMessageBatch calls: far fewer writes
             to_sqs: dict[str, list[Job]] = {}
+            texts = NotificationTexts(self.signer)
             jobs: list[Awaitable[Outcomes]] = []
             for job in work:
                 if job[1]["k"] == "n" and job[2].protocol == "sqs":
@@ -185,7 +187,7 @@ class DeliveryOps(SnsBase):
             for items in to_sqs.values():
                 # the internal client takes more than AWS's 10 per call: one write per queue
                 jobs.extend(
-                    self._sqs_batch(items[i : i + SQS_CHUNK])
+                    self._sqs_batch(items[i : i + SQS_CHUNK], texts)
                     for i in range(0, len(items), SQS_CHUNK)
                 )
             for result in await asyncio.gather(*jobs):
@@ -251,8 +253,9 @@ class DeliveryOps(SnsBase):
             await self._dead_letter(sub, doc["m"])
         return None
 
-    async def _sqs_batch(self, items: list[Job]) -> Outcomes:
-        """Notifications for one queue in one internal SendMessageBatch."""
+    async def _sqs_batch(self, items: list[Job], texts: NotificationTexts) -> Outcomes:
+        """Notifications for one queue in one internal SendMessageBatch (``texts``: the
+        pass's notifications, serialized once per message for all its subscribers)."""
         entries = []
         versions: dict[str, str] = {}
         for n, (_, doc, sub) in enumerate(items):
@@ -262,7 +265,7 @@ class DeliveryOps(SnsBase):
                 version = versions[sub.topic_arn] = (
                     topic.signature_version if topic is not None else "1"
                 )
-            entries.append({"Id": str(n), **self._sqs_params(sub, doc["m"], version)})
+            entries.append({"Id": str(n), **self._sqs_params(sub, doc["m"], version, texts)})
         region, account, name = _arn_parts(items[0][2].endpoint)
         params = {"QueueUrl": f"{self.app.settings.endpoint}/{account}/{name}", "Entries": entries}
         failures: dict[int, DeliveryFailed] = {}
@@ -330,13 +333,19 @@ class DeliveryOps(SnsBase):
             raise DeliveryFailed(f"nubes does not deliver to {sub.protocol}", retry=False)
 
     def _sqs_params(
-        self, sub: Subscription, message: dict[str, Any], version: str
+        self,
+        sub: Subscription,
+        message: dict[str, Any],
+        version: str,
+        texts: NotificationTexts | None = None,
     ) -> dict[str, Any]:
         params: dict[str, Any] = {}
         if sub.raw:
             params["MessageBody"] = message_for(message, "sqs")
             if message.get("attrs"):
                 params["MessageAttributes"] = sqs_attributes(message["attrs"])
+        elif texts is not None:
+            params["MessageBody"] = texts.json(message, sub, version)
         else:
             params["MessageBody"] = orjson.dumps(
                 notification(message, sub, self.signer, version)
