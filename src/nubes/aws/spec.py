@@ -17,7 +17,7 @@ from typing import Any
 
 from botocore.model import OperationModel, ServiceModel, Shape, StructureShape
 
-from nubes.aws.facts import LOADER, ServiceFacts, facts_from_metadata, service_facts
+from nubes.aws.facts import ServiceFacts, facts_from_metadata, model_data, service_facts
 
 #: adjustments services make to nubes' own copy of their model, by model name
 _MODEL_PATCHES: dict[str, list[Callable[[ServiceModel], None]]] = {}
@@ -28,8 +28,7 @@ _LOADED: set[str] = set()
 @cache
 def service_model(name: str) -> ServiceModel:
     """The botocore model of a service (``ssm``, ``s3``, ...), with its patches applied."""
-    data = LOADER.load_service_model(name, "service-2")
-    model = ServiceModel(data, service_name=name)
+    model = ServiceModel(model_data(name), service_name=name)
     for patch in _MODEL_PATCHES.get(name, ()):
         patch(model)
     _LOADED.add(name)
@@ -94,8 +93,11 @@ class RestRoute:
 _LABEL = re.compile(r"\{([^}]+)\}")
 
 
-def _compile_uri(op: OperationModel) -> RestRoute:
-    http = op.http
+def _compile_uri(op_name: str, op: dict[str, Any], shapes: dict[str, Any]) -> RestRoute:
+    """An operation's route, from its raw model definition (building botocore's
+    ``OperationModel`` and member shapes for every operation made a REST service's
+    first request slow)."""
+    http = op["http"]
     uri: str = http["requestUri"]
     path, _, query = uri.partition("?")
     labels: list[str] = []
@@ -128,13 +130,7 @@ def _compile_uri(op: OperationModel) -> RestRoute:
     # required query members tell operations with the same URI apart
     # (DeleteObject vs AbortMultipartUpload?uploadId); they rank routes rather
     # than exclude them, so a request missing one gets a validation error
-    members: set[str] = set()
-    shape = op.input_shape
-    if shape is not None:
-        for name in shape.required_members:
-            member = shape.members[name]
-            if member.serialization.get("location") == "querystring":
-                members.add(str(member.serialization.get("name", name)))
+    members = set(_required_members_at(op, shapes, "querystring"))
     for part in query.split("&"):
         if not part:
             continue
@@ -145,7 +141,7 @@ def _compile_uri(op: OperationModel) -> RestRoute:
         if eq:
             values[key] = value
     return RestRoute(
-        operation=op.name,
+        operation=op_name,
         method=http["method"],
         pattern=pattern,
         prefix=prefix,
@@ -154,21 +150,27 @@ def _compile_uri(op: OperationModel) -> RestRoute:
         query_values=values,
         labels=tuple(labels),
         # deprecated operations lose ties (GetBucketLifecycle vs ...Configuration)
-        score=(len(required) + len(values), literal, -len(labels), 0 if op.deprecated else 1),
-        required_headers=_required_headers(op),
+        score=(len(required) + len(values), literal, -len(labels), 0 if op.get("deprecated") else 1),
+        # lower-cased names of required header members (``x-amz-copy-source``)
+        required_headers=frozenset(n.lower() for n in _required_members_at(op, shapes, "header")),
     )
 
 
-def _required_headers(op: OperationModel) -> frozenset[str]:
-    """Lower-cased names of required header members (``x-amz-copy-source``)."""
-    shape = op.input_shape
-    if shape is None:
-        return frozenset()
-    return frozenset(
-        str(shape.members[n].serialization.get("name", n)).lower()
-        for n in shape.required_members
-        if shape.members[n].serialization.get("location") == "header"
-    )
+def _required_members_at(op: dict[str, Any], shapes: dict[str, Any], location: str) -> list[str]:
+    """Wire names of the required input members serialized at ``location``; a member's
+    traits are its shape's overlaid with the member reference's, as botocore merges them."""
+    ref = op.get("input")
+    if ref is None:
+        return []
+    shape = shapes[ref["shape"]]
+    members: dict[str, Any] = shape.get("members", {})
+    names = []
+    for name in shape.get("required", ()):
+        member = members[name]
+        traits = {**shapes[member["shape"]], **member}
+        if traits.get("location") == location:
+            names.append(str(traits.get("locationName", name)))
+    return names
 
 
 def _group(label: str) -> str:
@@ -230,13 +232,14 @@ class ServiceIndex:
         return route, {label: m.group(_group(label)) for label in route.labels}
 
 
-def _error_statuses(model: ServiceModel) -> dict[str, int]:
+def _error_statuses(shapes: dict[str, Any]) -> dict[str, int]:
+    """Error code → HTTP status, from the model's raw shape definitions (building a
+    botocore ``Shape`` for each of hundreds of shapes made a first request slow)."""
     statuses: dict[str, int] = {}
-    for name in model.shape_names:
-        shape = model.shape_for(name)
-        if not shape.metadata.get("exception"):
+    for name, shape in shapes.items():
+        if not shape.get("exception"):
             continue
-        err = shape.metadata.get("error", {})
+        err = shape.get("error") or {}
         status = int(err.get("httpStatusCode", 400))
         statuses[name] = status
         code = err.get("code")
@@ -259,6 +262,8 @@ def _unsigned(model: ServiceModel) -> frozenset[str]:
 def service_index(name: str) -> ServiceIndex:
     """Routing facts of a model, computed once (on the service's first request)."""
     model = service_model(name)
+    # the dicts the model was built from, read directly
+    raw = model_data(name)
     facts = _facts_of(model)
     index = ServiceIndex(
         name=name,
@@ -266,15 +271,15 @@ def service_index(name: str) -> ServiceIndex:
         protocol=facts.protocol,
         signing_name=facts.signing_name,
         target_prefix=facts.target_prefix,
-        error_status=_error_statuses(model),
+        error_status=_error_statuses(raw["shapes"]),
         unsigned_operations=_unsigned(model),
         query_compatible=facts.query_compatible,
         operation_names=frozenset(model.operation_names),
         protocols=facts.protocols,
     )
     if facts.rest:
-        for op_name in model.operation_names:
-            route = _compile_uri(model.operation_model(op_name))
+        for op_name, op in raw["operations"].items():
+            route = _compile_uri(op_name, op, raw["shapes"])
             index.rest_routes.setdefault(route.method, []).append(route)
     return index
 

@@ -19,6 +19,7 @@ from nubes.aws.facts import (
     _metadata_in_head,
     _read_metadata,
     facts_from_metadata,
+    model_data,
     service_facts,
 )
 from nubes.aws.protocol.types import WireRequest
@@ -196,3 +197,41 @@ def test_a_rest_route_matches_only_paths_starting_with_its_literal_prefix(name: 
             assert route.path_regex.match(sample), (route.operation, route.pattern, sample)
             found = index.match_rest(route.method, "/zz-not-a-prefix" + sample, {})
             assert found is None or found[0].prefix in ("", "/"), route.operation
+
+
+@pytest.mark.parametrize("name", sorted(discover()))
+def test_error_statuses_from_raw_shapes_equal_botocores_shapes(name: str) -> None:
+    model = service_model(name)
+    expected: dict[str, int] = {}
+    for shape in model.error_shapes:
+        err = shape.metadata.get("error", {})
+        expected[shape.name] = int(err.get("httpStatusCode", 400))
+        if err.get("code"):
+            expected[str(err["code"])] = expected[shape.name]
+    assert service_index(name).error_status == expected
+    assert expected  # every served model has errors
+
+
+@pytest.mark.parametrize("name", sorted(n for n in discover() if service_facts(n).rest))
+def test_rest_routes_from_raw_definitions_agree_with_botocores_shapes(name: str) -> None:
+    index = service_index(name)
+    routes = {r.operation: r for rs in index.rest_routes.values() for r in rs}
+    assert set(routes) == set(index.model.operation_names)
+    for op_name, route in routes.items():
+        op = index.model.operation_model(op_name)
+        shape = op.input_shape
+        required = shape.required_members if shape is not None else []
+        located = {n: shape.members[n].serialization for n in required} if shape is not None else {}
+        query = {str(s.get("name", n)) for n, s in located.items() if s.get("location") == "querystring"}
+        headers = {str(s.get("name", n)).lower() for n, s in located.items() if s.get("location") == "header"}
+        assert (route.member_query, route.required_headers) == (query, headers), op_name
+        assert route.method == op.http["method"]
+        assert route.score[3] == (0 if op.deprecated else 1)
+
+
+@pytest.mark.parametrize("name", [*sorted(discover()), "ec2"])
+def test_model_data_equals_what_botocores_loader_returns(name: str) -> None:
+    # s3 and secretsmanager have sdk-extras merged in; plain dicts compare equal to
+    # botocore's OrderedDicts by content. A fresh read: services may patch the cached
+    # copy (SQS relaxes an enum)
+    assert model_data.__wrapped__(name) == Loader().load_service_model(name, "service-2")
