@@ -34,7 +34,9 @@ def nodes() -> Iterator[tuple[NubesServer, NubesServer]]:
         pytest.skip(f"PostgreSQL or NATS is not reachable: {exc}")
     schema = f"nubes_sfn_{uuid.uuid4().hex[:10]}"
     args = ["--store", f"{PG_URL}?options=-csearch_path%3D{schema}", "--broker", NATS_URL]
-    a, b = NubesServer(extra_args=args), NubesServer(extra_args=args)
+    # a short owner lease, so that node b adopts a dead node's executions in seconds
+    env = {"NUBES_SFN_LEASE_SECONDS": "4"}
+    a, b = NubesServer(extra_args=args, env=env), NubesServer(extra_args=args, env=env)
     try:
         a.start()
         b.start()
