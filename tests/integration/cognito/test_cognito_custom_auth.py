@@ -24,9 +24,12 @@ DEFINE = """
 def handler(event, context):
     session = event['request']['session']
     assert event['triggerSource'] == 'DefineAuthChallenge_Authentication', event
-    if session and session[-1]['challengeName'] == 'CUSTOM_CHALLENGE' and session[-1]['challengeResult']:
+    custom = [s for s in session if s['challengeName'] == 'CUSTOM_CHALLENGE']
+    if session and session[-1]['challengeName'] == 'SRP_A':
+        event['response'].update(issueTokens=False, failAuthentication=False, challengeName='PASSWORD_VERIFIER')
+    elif session and session[-1]['challengeName'] == 'CUSTOM_CHALLENGE' and session[-1]['challengeResult']:
         event['response'].update(issueTokens=True, failAuthentication=False)
-    elif len(session) >= 3:
+    elif len(custom) >= 3:
         event['response'].update(issueTokens=False, failAuthentication=True)
     else:
         event['response'].update(issueTokens=False, failAuthentication=False, challengeName='CUSTOM_CHALLENGE')
@@ -49,7 +52,8 @@ def handler(event, context):
             FromEmailAddress='SENDER', Destination={'ToAddresses': [request['userAttributes']['email']]},
             Content={'Simple': {'Subject': {'Data': 'Your sign-in code'}, 'Body': {'Text': {'Data': 'Your code is ' + code}}}})
     event['response']['publicChallengeParameters'] = {'email': request['userAttributes']['email'], 'round': str(len(session)),
-                                                      'source': event['triggerSource']}
+                                                      'source': event['triggerSource'],
+                                                      'steps': ','.join(s['challengeName'] for s in session)}
     event['response']['privateChallengeParameters'] = {'answer': code}
     event['response']['challengeMetadata'] = 'CODE-' + code
     return event
@@ -115,7 +119,8 @@ def test_passwordless_sign_in_with_an_emailed_code(nubes: NubesServer, triggers:
     idp, pool_id, client_id, email = _setup(nubes, triggers)
     first = idp.initiate_auth(ClientId=client_id, AuthFlow="CUSTOM_AUTH", AuthParameters={"USERNAME": "pat"})
     assert first["ChallengeName"] == "CUSTOM_CHALLENGE"
-    assert first["ChallengeParameters"] == {"email": email, "round": "0", "source": "CreateAuthChallenge_Authentication", "USERNAME": "pat"}
+    assert first["ChallengeParameters"] == {"email": email, "round": "0", "source": "CreateAuthChallenge_Authentication", "steps": "",
+                                            "USERNAME": "pat"}
     messages = _mailbox(nubes, email)
     assert len(messages) == 1
     match = re.search(r"\b(\d{6})\b", str(messages[0]["Text"]))
@@ -161,3 +166,30 @@ def test_custom_auth_needs_the_flow_and_the_trigger(nubes: NubesServer, triggers
         idp.respond_to_auth_challenge(ClientId=client_id, ChallengeName="CUSTOM_CHALLENGE", Session="made-up-session-of-twenty-chars",
                                       ChallengeResponses={"USERNAME": "pat", "ANSWER": "1"})  # fmt: skip
     assert err.value.response["Error"]["Code"] == "NotAuthorizedException"
+
+
+def test_custom_auth_with_srp_first_as_amplify_custom_with_srp(nubes: NubesServer, triggers: dict[str, str]) -> None:
+    from pycognito.aws_srp import AWSSRP
+
+    idp, pool_id, client_id, email = _setup(nubes, triggers)
+    srp = AWSSRP(username="pat", password="Unused-pass1!", pool_id=pool_id, client_id=client_id, client=idp)
+    params = {**srp.get_auth_params(), "CHALLENGE_NAME": "SRP_A"}
+    step = idp.initiate_auth(ClientId=client_id, AuthFlow="CUSTOM_AUTH", AuthParameters=params)
+    assert step["ChallengeName"] == "PASSWORD_VERIFIER" and step["Session"]
+    answers = srp.process_challenge(step["ChallengeParameters"], params)
+    step = idp.respond_to_auth_challenge(ClientId=client_id, ChallengeName="PASSWORD_VERIFIER", Session=step["Session"], ChallengeResponses=answers)
+    assert step["ChallengeName"] == "CUSTOM_CHALLENGE"
+    assert step["ChallengeParameters"]["steps"] == "SRP_A,PASSWORD_VERIFIER"
+    match = re.search(r"\b(\d{6})\b", str(_mailbox(nubes, email)[-1]["Text"]))
+    assert match
+    done = _answer(idp, client_id, step["Session"], match.group(1))
+    assert done["AuthenticationResult"]["AccessToken"]
+
+    wrong = AWSSRP(username="pat", password="Wrong-pass1!", pool_id=pool_id, client_id=client_id, client=idp)
+    params = {**wrong.get_auth_params(), "CHALLENGE_NAME": "SRP_A"}
+    step = idp.initiate_auth(ClientId=client_id, AuthFlow="CUSTOM_AUTH", AuthParameters=params)
+    with pytest.raises(ClientError) as err:
+        idp.respond_to_auth_challenge(ClientId=client_id, ChallengeName="PASSWORD_VERIFIER", Session=step["Session"],
+                                      ChallengeResponses=wrong.process_challenge(step["ChallengeParameters"], params))  # fmt: skip
+    assert err.value.response["Error"]["Code"] == "NotAuthorizedException"
+

@@ -327,6 +327,11 @@ class AuthFlows(Provider):
         """Challenges answered by the MFA and custom-auth mixins."""
         raise AwsError("InvalidParameterException", f"Challenge {params['ChallengeName']} is not supported by nubes", 400)
 
+    async def _custom_password_verified(self, pool: dict[str, Any], client: dict[str, Any], user: dict[str, Any],
+                                        custom: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+        """A CUSTOM_AUTH sign-in's password checked (``custom_auth.CustomAuthFlows``)."""
+        raise AwsError("InvalidParameterException", "Challenge PASSWORD_VERIFIER is not part of a custom sign-in", 400)
+
     async def _initiate_other(self, pool: dict[str, Any], client: dict[str, Any], user: dict[str, Any], params: dict[str, Any],
                               admin: bool) -> dict[str, Any]:  # fmt: skip
         """Flows beyond password and SRP (``custom_auth.CustomAuthFlows``)."""
@@ -386,18 +391,24 @@ class AuthFlows(Provider):
             raise AwsError("NotAuthorizedException", "Invalid session for the user, session is expired.", 400)
         return record
 
-    async def _srp_start(self, pool: dict[str, Any], client: dict[str, Any], user: dict[str, Any], auth: dict[str, str]) -> dict[str, Any]:
+    async def _srp_start(self, pool: dict[str, Any], client: dict[str, Any], user: dict[str, Any], auth: dict[str, str],
+                         custom: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+        """The PASSWORD_VERIFIER challenge; ``custom`` carries a CUSTOM_AUTH sign-in's
+        history when DefineAuthChallenge asked for the password."""
         if "SRP_A" not in auth:
             raise AwsError("InvalidParameterException", "Missing required parameter SRP_A", 400)
         if not user.get("SrpVerifier"):
             raise _bad_login()
         b, big_b = srp.server_challenge(user["SrpVerifier"])
         secret_block = base64.b64encode(secrets.token_bytes(64)).decode()
-        await self._new_session(pool, client, user, "PASSWORD_VERIFIER",
-                                {"b": format(b, "x"), "B": format(big_b, "x"), "A": auth["SRP_A"]}, key=secret_block)  # fmt: skip
-        return {"ChallengeName": "PASSWORD_VERIFIER", "ChallengeParameters": {
+        extra = {"b": format(b, "x"), "B": format(big_b, "x"), "A": auth["SRP_A"], **({"Custom": custom} if custom else {})}
+        await self._new_session(pool, client, user, "PASSWORD_VERIFIER", extra, key=secret_block)
+        out: dict[str, Any] = {"ChallengeName": "PASSWORD_VERIFIER", "ChallengeParameters": {
             "SALT": user["SrpSalt"], "SECRET_BLOCK": secret_block, "SRP_B": format(big_b, "x"),
             "USERNAME": user["Username"], "USER_ID_FOR_SRP": user["Username"]}}  # fmt: skip
+        if custom:
+            out["Session"] = secret_block
+        return out
 
     async def respond_to_auth_challenge(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         client = await self.db.client(params["ClientId"])
@@ -416,7 +427,8 @@ class AuthFlows(Provider):
         if name == "PASSWORD_VERIFIER":
             session = await self._take_session(answers.get("PASSWORD_CLAIM_SECRET_BLOCK", ""), name)
             user = await self.db.user(pool, session["Username"])
-            await self._before_password(pool, client, user, params)
+            if not session.get("Custom"):  # a custom sign-in ran PreAuthentication when it began
+                await self._before_password(pool, client, user, params)
             key = srp.session_key(session["A"], int(session["b"], 16), int(session["B"], 16), user["SrpVerifier"])
             timestamp = answers.get("TIMESTAMP", "")
             if key is None or not _timestamp_ok(timestamp):
@@ -424,6 +436,8 @@ class AuthFlows(Provider):
             expected = srp.claim_signature(key, self._pool_name(pool), user["Username"], answers["PASSWORD_CLAIM_SECRET_BLOCK"], timestamp)
             if not secrets.compare_digest(expected, answers.get("PASSWORD_CLAIM_SIGNATURE", "")):
                 raise _bad_login()
+            if session.get("Custom"):
+                return await self._custom_password_verified(pool, client, user, session["Custom"])
             return await self._after_password(pool, client, user, params)
         if name == "NEW_PASSWORD_REQUIRED":
             session = await self._take_session(params.get("Session") or "", name)

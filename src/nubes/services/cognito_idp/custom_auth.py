@@ -23,16 +23,21 @@ class CustomAuthFlows(MfaFlows):
         config = pool.get("LambdaConfig") or {}
         if not config.get("DefineAuthChallenge"):
             raise AwsError("InvalidParameterException", "Custom auth lambda trigger is not configured for the user pool.", 400)
-        if "SRP_A" in (params.get("AuthParameters") or {}):
-            raise AwsError("NotImplemented", "CUSTOM_AUTH with SRP_A (SRP before custom challenges) is not implemented by nubes", 501,
-                           sender_fault=False)  # fmt: skip
         await self._before_password(pool, client, user, params)
         if user["UserStatus"] == "UNCONFIRMED":
             raise AwsError("UserNotConfirmedException", "User is not confirmed.", 400)
-        return await self._custom_round(pool, client, user, [], params.get("ClientMetadata"))
+        srp_a = (params.get("AuthParameters") or {}).get("SRP_A")
+        # with SRP_A (Amplify's CUSTOM_WITH_SRP) the session starts with a passed SRP_A step
+        history: list[dict[str, Any]] = [{"challengeName": "SRP_A", "challengeResult": True}] if srp_a else []
+        return await self._custom_round(pool, client, user, history, params.get("ClientMetadata"), srp_a)
+
+    async def _custom_password_verified(self, pool: dict[str, Any], client: dict[str, Any], user: dict[str, Any],
+                                        custom: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+        history = [*custom["History"], {"challengeName": "PASSWORD_VERIFIER", "challengeResult": True}]
+        return await self._custom_round(pool, client, user, history, custom.get("Metadata"))
 
     async def _custom_round(self, pool: dict[str, Any], client: dict[str, Any], user: dict[str, Any],
-                            history: list[dict[str, Any]], metadata: Any) -> dict[str, Any]:  # fmt: skip
+                            history: list[dict[str, Any]], metadata: Any, srp_a: str | None = None) -> dict[str, Any]:  # fmt: skip
         """Ask DefineAuthChallenge what comes next: tokens, failure, or a new challenge."""
         define = await self._trigger(pool, "DefineAuthChallenge_Authentication", user, metadata,
                                      {"session": history, "userNotFound": False}, client["ClientId"])  # fmt: skip
@@ -41,6 +46,8 @@ class CustomAuthFlows(MfaFlows):
         if define.get("issueTokens"):
             return await self._signed_in(pool, client, user, {"ClientMetadata": metadata})
         name = define.get("challengeName")
+        if name == "PASSWORD_VERIFIER" and srp_a:
+            return await self._srp_start(pool, client, user, {"SRP_A": srp_a}, custom={"History": history, "Metadata": metadata})
         if name != "CUSTOM_CHALLENGE":
             if name in ("PASSWORD_VERIFIER", "SMS_MFA", "SOFTWARE_TOKEN_MFA", "SRP_A"):
                 raise AwsError("NotImplemented", f"CUSTOM_AUTH with the {name} challenge is not implemented by nubes", 501, sender_fault=False)
