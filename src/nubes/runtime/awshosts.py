@@ -2,8 +2,8 @@
 
 Functions call AWS by its real names (a Cognito JWKS URL, an execute-api URL
 from an environment variable, an SDK client with an explicit regional
-endpoint). Every name under ``amazonaws.com`` (and ``amazonaws.com.cn``,
-``api.aws``) resolves to a reserved loopback address, and a connection to that
+endpoint, a Cognito domain's token URL). Every name under ``amazonaws.com`` (and
+``amazonaws.com.cn``, ``api.aws``, ``amazoncognito.com``) resolves to a reserved loopback address, and a connection to that
 address on port 80 or 443 is redirected to nubes's HTTP or HTTPS listener. The
 request keeps its Host header and TLS server name, so nubes can route it the way
 AWS would. Nothing leaves the machine.
@@ -21,11 +21,12 @@ from typing import Any
 
 #: what AWS names resolve to inside an instance (nothing listens there)
 AWS_ADDRESS = "127.0.0.86"
-_SUFFIXES = (".amazonaws.com", ".amazonaws.com.cn", ".api.aws")
+_SUFFIXES = (".amazonaws.com", ".amazonaws.com.cn", ".api.aws", ".amazoncognito.com")
 
 
 def is_aws_host(host: object) -> bool:
-    """True for ``amazonaws.com`` and the names under it (and the China/dual-stack ones)."""
+    """True for ``amazonaws.com`` and the names under it (and the China/dual-stack
+    ones, and Cognito's hosted domains)."""
     if isinstance(host, bytes):
         host = host.decode("ascii", "ignore")
     if not isinstance(host, str):
