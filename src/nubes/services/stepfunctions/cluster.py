@@ -8,6 +8,9 @@ lease while it runs; when a node dies its leases run out and another node claims
 and resumes those executions from their checkpoints. StopExecution on a node that
 does not own the execution leaves a stop request in the execution document and
 wakes the owner (``sfn:cluster``) through the bus, which the broker relays.
+
+The lease lasts :data:`LEASE_SECONDS` (20 s); ``NUBES_SFN_LEASE_SECONDS`` sets
+another length (tests use a few seconds) until ``Settings`` has a field for it.
 """
 
 from __future__ import annotations
