@@ -185,45 +185,54 @@ def test_kill_mid_map(tmp_path: Path) -> None:
         server.close()
 
 
+def _tokens_in_a_map(server: NubesServer) -> None:
+    """Hand out three tokens in a Map, complete one, kill the server; after the restart
+    the other two still complete (and heartbeat) their iterations."""
+    sfn = server.client("stepfunctions")
+    definition = {"StartAt": "M", "States": {"M": {
+        "Type": "Map", "End": True, "ItemsPath": "$.items",
+        "ItemProcessor": {"StartAt": "Ask", "States": {"Ask": {
+            "Type": "Task", "End": True,
+            "Resource": "arn:aws:states:::events:putEvents.waitForTaskToken",
+            "Parameters": {"Entries": [{
+                "Source": "test", "DetailType": "approval",
+                "Detail": {"token.$": "$$.Task.Token", "item.$": "$"}}]}}}}}}}
+    run = _start(sfn, "approvals", definition, {"items": ["t0", "t1", "t2"]})
+    _until(sfn, run, lambda t: t.count("TaskSubmitted") == 3)
+    tokens = {}
+    for event in _history(sfn, run):
+        if event["type"] == "TaskScheduled":
+            detail = json.loads(event["taskScheduledEventDetails"]["parameters"])
+            tokens[detail["Entries"][0]["Detail"]["item"]] = (
+                detail["Entries"][0]["Detail"]["token"])
+    assert sorted(tokens) == ["t0", "t1", "t2"]
+    sfn.send_task_success(taskToken=tokens["t0"], output='{"ok": "t0"}')
+    _until(sfn, run, lambda t: t.count("MapIterationSucceeded") == 1)
+
+    server.kill()
+    server.start()
+    sfn = server.client("stepfunctions")
+    sfn.send_task_heartbeat(taskToken=tokens["t1"])
+    sfn.send_task_success(taskToken=tokens["t1"], output='{"ok": "t1"}')
+    _until(sfn, run, lambda t: t.count("MapIterationSucceeded") == 2)
+    sfn.send_task_failure(taskToken=tokens["t2"], error="Rejected", cause="no")
+    done = _wait(sfn, run)
+    assert (done["status"], done["error"]) == ("FAILED", "Rejected"), done
+    with pytest.raises(sfn.exceptions.TaskDoesNotExist):  # consumed before the kill
+        sfn.send_task_success(taskToken=tokens["t0"], output="{}")
+    types = _types(sfn, run)
+    assert types.count("TaskScheduled") == 3 and types.count("MapIterationStarted") == 3
+    assert types.count("TaskSucceeded") == 2 and types.count("TaskFailed") == 1
+    outputs = [json.loads(e["taskSucceededEventDetails"]["output"])
+               for e in _history(sfn, run) if e["type"] == "TaskSucceeded"]
+    assert outputs == [{"ok": "t0"}, {"ok": "t1"}]
+    _ids_contiguous(sfn, run)
+
+
 def test_task_tokens_inside_a_map_survive_a_kill(tmp_path: Path) -> None:
     server = NubesServer(tmp_path / "data").start()
     try:
-        sfn = server.client("stepfunctions")
-        definition = {"StartAt": "M", "States": {"M": {
-            "Type": "Map", "End": True, "ItemsPath": "$.items",
-            "ItemProcessor": {"StartAt": "Ask", "States": {"Ask": {
-                "Type": "Task", "End": True,
-                "Resource": "arn:aws:states:::events:putEvents.waitForTaskToken",
-                "Parameters": {"Entries": [{
-                    "Source": "test", "DetailType": "approval",
-                    "Detail": {"token.$": "$$.Task.Token", "item.$": "$"}}]}}}}}}}
-        run = _start(sfn, "approvals", definition, {"items": ["t0", "t1", "t2"]})
-        _until(sfn, run, lambda t: t.count("TaskSubmitted") == 3)
-        tokens = {}
-        for event in _history(sfn, run):
-            if event["type"] == "TaskScheduled":
-                detail = json.loads(event["taskScheduledEventDetails"]["parameters"])
-                tokens[detail["Entries"][0]["Detail"]["item"]] = (
-                    detail["Entries"][0]["Detail"]["token"])
-        assert sorted(tokens) == ["t0", "t1", "t2"]
-        sfn.send_task_success(taskToken=tokens["t0"], output='{"ok": "t0"}')
-        _until(sfn, run, lambda t: t.count("MapIterationSucceeded") == 1)
-
-        server.kill()
-        server.start()
-        sfn = server.client("stepfunctions")
-        sfn.send_task_heartbeat(taskToken=tokens["t1"])
-        sfn.send_task_success(taskToken=tokens["t1"], output='{"ok": "t1"}')
-        _until(sfn, run, lambda t: t.count("MapIterationSucceeded") == 2)
-        sfn.send_task_failure(taskToken=tokens["t2"], error="Rejected", cause="no")
-        done = _wait(sfn, run)
-        assert (done["status"], done["error"]) == ("FAILED", "Rejected"), done
-        with pytest.raises(sfn.exceptions.TaskDoesNotExist):  # consumed before the kill
-            sfn.send_task_success(taskToken=tokens["t0"], output="{}")
-        types = _types(sfn, run)
-        assert types.count("TaskScheduled") == 3 and types.count("MapIterationStarted") == 3
-        assert types.count("TaskSucceeded") == 2 and types.count("TaskFailed") == 1
-        _ids_contiguous(sfn, run)
+        _tokens_in_a_map(server)
     finally:
         server.close()
 
@@ -317,5 +326,16 @@ def test_kill_mid_parallel_on_postgresql(tmp_path: Path, pg_args: list[str]) -> 
                          env={"NUBES_SFN_LEASE_SECONDS": "2"}).start()
     try:
         _kill_mid_parallel(server)
+    finally:
+        server.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_task_tokens_inside_a_map_on_postgresql(tmp_path: Path, pg_args: list[str]) -> None:
+    server = NubesServer(tmp_path / "data", extra_args=pg_args,
+                         env={"NUBES_SFN_LEASE_SECONDS": "2"}).start()
+    try:
+        _tokens_in_a_map(server)
     finally:
         server.close()
