@@ -1,6 +1,7 @@
 """AWS::Cognito::UserPool (Ref: pool id; GetAtt Arn, ProviderName, ProviderURL,
 UserPoolId), UserPoolClient (Ref: client id; GetAtt ClientId, ClientSecret, Name),
-UserPoolGroup (Ref: group name) and UserPoolDomain (Ref: domain)."""
+UserPoolGroup (Ref: group name), UserPoolDomain (Ref: domain) and
+UserPoolResourceServer (Ref: identifier)."""
 
 from __future__ import annotations
 
@@ -118,4 +119,26 @@ class UserPoolDomain(ResourceHandler):
         await _delete(ctx, "DeleteUserPoolDomain", {"UserPoolId": props.get("UserPoolId", ""), "Domain": physical_id})
 
 
-HANDLERS = (UserPool, UserPoolClient, UserPoolGroup, UserPoolDomain)
+class UserPoolResourceServer(ResourceHandler):
+    """A resource server: the custom scopes (``identifier/scope``) clients are granted."""
+
+    type_name = "AWS::Cognito::UserPoolResourceServer"
+    attributes = ()
+    replace_on = frozenset({"UserPoolId", "Identifier"})
+
+    async def create(self, ctx: HandlerContext, props: dict[str, Any]) -> Outcome:
+        await ctx.call(_SERVICE, "CreateResourceServer", api_params(_SERVICE, "CreateResourceServer", props))
+        return Outcome(str(props["Identifier"]))
+
+    async def update(self, ctx: HandlerContext, physical_id: str, props: dict[str, Any], old: dict[str, Any]) -> Outcome:
+        # UpdateResourceServer replaces the whole server: scopes left out are removed
+        params = {**api_params(_SERVICE, "UpdateResourceServer", props), "Identifier": physical_id}
+        params.setdefault("Scopes", [])
+        await ctx.call(_SERVICE, "UpdateResourceServer", params)
+        return Outcome(physical_id)
+
+    async def delete(self, ctx: HandlerContext, physical_id: str, props: dict[str, Any]) -> None:
+        await _delete(ctx, "DeleteResourceServer", {"UserPoolId": props.get("UserPoolId", ""), "Identifier": physical_id})
+
+
+HANDLERS = (UserPool, UserPoolClient, UserPoolGroup, UserPoolDomain, UserPoolResourceServer)
