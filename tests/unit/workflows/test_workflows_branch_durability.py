@@ -337,3 +337,32 @@ def test_a_branch_finishing_during_a_write_is_recorded_too(wf: Any) -> None:
 
     crash_when(interp, both_done)
     assert sink.branches[("P", 1)].output == {"r": "b"}
+
+
+def test_a_resumed_parallel_keeps_its_retry_count(wf: Any) -> None:
+    """Killed during its second (last) attempt, a Parallel does not get a third."""
+    from nubes.workflows.errors import StatesError
+
+    calls: list[str] = []
+
+    async def work(req: TaskRequest) -> Any:
+        name = req.parameters["Payload"]["name"]
+        calls.append(name)
+        if name == "bad":
+            if calls.count("bad") == 2:
+                await asyncio.sleep(3600)  # the crash comes here
+            raise StatesError("Boom", str(calls.count("bad")))
+        return {"Payload": name}
+
+    definition = {"StartAt": "P", "States": {"P": {
+        "Type": "Parallel", "End": True,
+        "Retry": [{"ErrorEquals": ["Boom"], "IntervalSeconds": 1, "MaxAttempts": 1}],
+        "Branches": [{"StartAt": "B", "States": {"B": _call("bad")}}]}}}
+    sink, clock = MemorySink(), wf.FakeClock()
+    interp = Interpreter(load(definition), wf.execution({}), wf.Executor({LAMBDA: work}), sink,
+                         clock=clock, sleep=clock.sleep)
+    crash_when(interp, lambda: calls.count("bad") == 2)
+    assert sink.checkpoint is not None and sink.checkpoint.retry_counts == [1]
+    outcome = resume(wf, definition, sink, wf.Executor({LAMBDA: work}))
+    assert (outcome.status, outcome.error, outcome.cause) == ("FAILED", "Boom", "3")
+    assert calls.count("bad") == 3  # the in-flight call again, and no further attempt
