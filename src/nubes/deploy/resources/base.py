@@ -13,6 +13,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from nubes.aws.errors import AwsError
+from nubes.aws.spec import service_model
 
 if TYPE_CHECKING:
     from nubes.app import App
@@ -152,10 +153,8 @@ def ignore_missing(exc: AwsError, *codes: str) -> None:
 
 @cache
 def _input_members(service: str, operation: str) -> frozenset[str]:
-    import botocore.session  # imported on first use: the server imports this module at start-up
-
-    model = botocore.session.get_session().get_service_model(service)
-    shape = model.operation_model(operation).input_shape
+    # the server's own copy of the model (a botocore session would load a second one)
+    shape = service_model(service).operation_model(operation).input_shape
     return frozenset(shape.members) if shape is not None else frozenset()
 
 
