@@ -7,7 +7,6 @@ import base64
 import logging
 import secrets
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +14,7 @@ import orjson
 
 from nubes.app import App
 from nubes.aws.errors import AwsError
+from nubes.aws.ids import new_request_id
 from nubes.gateway.websocket import WebSocket, WebSocketClosed
 from nubes.services.apigateway import integrations as run
 from nubes.services.apigateway.authorizers import Authorizers, Denied
@@ -55,10 +55,10 @@ class WebSocketServer:
     def _context(self, conn: Connection, route_key: str, event_type: str, domain: str) -> dict[str, Any]:
         now = time.time()
         context: dict[str, Any] = {
-            "routeKey": route_key, "eventType": event_type, "extendedRequestId": uuid.uuid4().hex[:16],
+            "routeKey": route_key, "eventType": event_type, "extendedRequestId": secrets.token_hex(8),
             "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)), "messageDirection": "IN",
             "stage": conn.stage, "connectedAt": int(conn.connected_at * 1000), "requestTimeEpoch": int(now * 1000),
-            "identity": {"sourceIp": conn.source_ip, "userAgent": conn.user_agent}, "requestId": str(uuid.uuid4()),
+            "identity": {"sourceIp": conn.source_ip, "userAgent": conn.user_agent}, "requestId": new_request_id(),
             "domainName": domain, "connectionId": conn.id, "apiId": conn.api_id,
         }  # fmt: skip
         if conn.authorizer:
@@ -138,7 +138,7 @@ class WebSocketServer:
             self._record(conn, context, WsOutcome(200))
             return True
         req = Incoming("GET", "/", ws.query_string.decode(), headers, b"", conn.source_ip, conn.api_id, conn.stage,
-                       domain, str(uuid.uuid4()), self.app.settings.account_id, route_key="$connect")  # fmt: skip
+                       domain, new_request_id(), self.app.settings.account_id, route_key="$connect")  # fmt: skip
         authorizer = snapshot["Authorizers"].get(route.get("AuthorizerId") or "")
         try:
             if route.get("AuthorizationType") == "CUSTOM" and authorizer is not None:
