@@ -102,9 +102,8 @@ async def _engine(definition: dict[str, Any], duration: float, store: Any = None
 
 class _Sink(StoreSink):
     def __init__(self, store: Any, arn: str) -> None:
-        self.app = type("A", (), {"store": store})()  # StoreSink only uses app.store
-        self.arn = arn
-        self.log = f"sfn.history:{arn}"
+        app: Any = type("A", (), {"store": store})()  # StoreSink only uses app.store
+        super().__init__(app, arn)
 
 
 def engine(duration: float) -> None:

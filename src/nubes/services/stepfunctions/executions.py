@@ -67,21 +67,23 @@ class StoreSink:
         self.app = app
         self.arn = arn
         self.log = store.history_log(arn)
+        self._key = store.key(arn)  # pack(arn, *path) == pack(arn) + pack(*path)
 
     async def record(self, events: list[dict[str, Any]], checkpoint: Checkpoint | None,
                      branches: BranchWrites | None = None) -> None:
         """Append events and replace the checkpoints in one transaction."""
         blobs = [orjson.dumps(e) for e in events]
         cp = checkpoint.to_json() if checkpoint is not None else None
-        clears = [store.key(self.arn, *p) for p in branches.clears] if branches else []
-        puts = [(store.key(self.arn, *p), c.to_json())
+        base = self._key
+        clears = [base + store.key(*p) for p in branches.clears] if branches else []
+        puts = [(base + store.key(*p), c.to_json())
                 for p, c in branches.puts.items()] if branches else []
 
         def write(txn: Txn) -> None:
             for blob in blobs:
                 txn.append(self.log, blob)
             if cp is not None:
-                txn.put(store.CHECKPOINTS, store.key(self.arn), cp)
+                txn.put(store.CHECKPOINTS, base, cp)
             for prefix in clears:
                 txn.delete_prefix(store.BRANCH_CHECKPOINTS, prefix)
             for key, value in puts:
