@@ -11,19 +11,19 @@ is needed. Nothing leaves the machine.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import ipaddress
 import os
 import ssl
 import tempfile
 import threading
+import time
 from pathlib import Path
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from typing import Any
 
 _DEFAULT_NAMES = ("localhost", "127.0.0.1")
+#: a leaf is minted anew this long before it expires
+_RENEW_SECONDS = 7 * 86400
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -35,22 +35,32 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 class LocalCA:
-    """The data dir's certificate authority (``tls/ca.pem``, ``tls/ca.key``)."""
+    """The data dir's certificate authority (``tls/ca.pem``, ``tls/ca.key``).
+
+    The certificate for the default names (``localhost``, ``127.0.0.1``) is kept
+    beside it (``tls/default.pem``), so a start that finds both imports no
+    cryptography at all: it is loaded when a leaf has to be minted — the first
+    time, or for the first connection naming an AWS host.
+    """
 
     def __init__(self, data_dir: Path) -> None:
         self.dir = data_dir / "tls"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.cert_path = self.dir / "ca.pem"
-        key_path = self.dir / "ca.key"
-        if not self.cert_path.exists() or not key_path.exists():
-            self._create(key_path)
-        self.key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-        self.cert = x509.load_pem_x509_certificate(self.cert_path.read_bytes())
-        self._leaf_key = ec.generate_private_key(ec.SECP256R1())
+        self.key_path = self.dir / "ca.key"
+        if not self.cert_path.exists() or not self.key_path.exists():
+            self._create()
+        self._ca_pem = self.cert_path.read_bytes()
+        self._signer: tuple[Any, Any, Any] | None = None  # (CA key, CA cert, leaf key)
         self._contexts: dict[str, ssl.SSLContext] = {}
         self._lock = threading.Lock()
 
-    def _create(self, key_path: Path) -> None:
+    def _create(self) -> None:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "nubes local CA"),
                           x509.NameAttribute(NameOID.ORGANIZATION_NAME, "nubes")])  # fmt: skip
@@ -69,12 +79,28 @@ class LocalCA:
                                          key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
             .sign(key, hashes.SHA256())
         )
-        _write_private(key_path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                   serialization.NoEncryption()))  # fmt: skip
+        _write_private(self.key_path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                        serialization.NoEncryption()))  # fmt: skip
         _write_private(self.cert_path, cert.public_bytes(serialization.Encoding.PEM))
 
-    def leaf_pem(self, names: tuple[str, ...]) -> tuple[bytes, bytes]:
+    def _loaded_signer(self) -> tuple[Any, Any, Any]:
+        if self._signer is None:
+            from cryptography import x509
+            from cryptography.hazmat.primitives import serialization
+            from cryptography.hazmat.primitives.asymmetric import ec
+
+            key = serialization.load_pem_private_key(self.key_path.read_bytes(), password=None)
+            cert = x509.load_pem_x509_certificate(self._ca_pem)
+            self._signer = (key, cert, ec.generate_private_key(ec.SECP256R1()))
+        return self._signer
+
+    def leaf_pem(self, names: tuple[str, ...], days: int = 365) -> tuple[bytes, bytes]:
         """(certificate PEM, key PEM) for ``names``, signed by this CA."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+        ca_key, ca_cert, leaf_key = self._loaded_signer()
         sans: list[x509.GeneralName] = []
         for name in names:
             try:
@@ -85,17 +111,17 @@ class LocalCA:
         cert = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
-            .issuer_name(self.cert.subject)
-            .public_key(self._leaf_key.public_key())
+            .issuer_name(ca_cert.subject)
+            .public_key(leaf_key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=365))
+            .not_valid_after(now + dt.timedelta(days=days))
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .sign(self.key, hashes.SHA256())  # type: ignore[arg-type]
+            .sign(ca_key, hashes.SHA256())
         )
-        key_pem = self._leaf_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption())  # fmt: skip
+        key_pem = leaf_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                         serialization.NoEncryption())  # fmt: skip
         return cert.public_bytes(serialization.Encoding.PEM), key_pem
 
     def _context_for(self, names: tuple[str, ...]) -> ssl.SSLContext:
@@ -107,7 +133,7 @@ class LocalCA:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             with tempfile.TemporaryDirectory() as tmp:
                 cert_file, key_file = Path(tmp) / "c.pem", Path(tmp) / "k.pem"
-                cert_file.write_bytes(cert_pem + self.cert_path.read_bytes())
+                cert_file.write_bytes(cert_pem + self._ca_pem)
                 key_file.write_bytes(key_pem)
                 ctx.load_cert_chain(cert_file, key_file)
             if len(self._contexts) > 512:
@@ -115,9 +141,29 @@ class LocalCA:
             self._contexts[names[0]] = ctx
             return ctx
 
+    def _default_context(self) -> ssl.SSLContext:
+        """The context for the default names, from ``tls/default.*`` when they are
+        current for this CA; minted (and kept) otherwise."""
+        chain, key, meta = self.dir / "default.pem", self.dir / "default.key", self.dir / "default.meta"
+        ca_digest = hashlib.sha256(self._ca_pem).hexdigest()
+        try:
+            digest, _, until = meta.read_text().partition(" ")
+            current = digest == ca_digest and float(until) - _RENEW_SECONDS > time.time()
+        except (OSError, ValueError):
+            current = False
+        if not current:
+            days = 365
+            cert_pem, key_pem = self.leaf_pem(_DEFAULT_NAMES, days=days)
+            _write_private(key, key_pem)
+            _write_private(chain, cert_pem + self._ca_pem)
+            _write_private(meta, f"{ca_digest} {time.time() + days * 86400:.0f}".encode())
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(chain, key)
+        return ctx
+
     def server_context(self) -> ssl.SSLContext:
         """A server context that mints a certificate for each SNI name it is asked for."""
-        default = self._context_for(_DEFAULT_NAMES)
+        default = self._default_context()
 
         def choose(sock: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, _: ssl.SSLContext) -> None:
             if server_name and server_name not in _DEFAULT_NAMES:

@@ -8,10 +8,6 @@ import time
 import uuid
 from typing import Any
 
-import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-
 ID_TOKEN_SECONDS = 3600
 ACCESS_TOKEN_SECONDS = 3600
 _UNIT_SECONDS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}
@@ -35,6 +31,9 @@ USER_ADMIN_SCOPE = "aws.cognito.signin.user.admin"
 
 def new_signing_key() -> tuple[str, str]:
     """(kid, private key PEM) for a new pool."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="), pem.decode()
@@ -47,6 +46,9 @@ def _b64(n: int) -> str:
 
 def jwks(kid: str, private_pem: str) -> dict[str, Any]:
     """The pool's public keys as ``/.well-known/jwks.json`` serves them."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     key = serialization.load_pem_private_key(private_pem.encode(), password=None)
     assert isinstance(key, rsa.RSAPrivateKey)
     numbers = key.public_key().public_numbers()
@@ -72,6 +74,8 @@ def openid_configuration(issuer: str, hosted: str | None = None) -> dict[str, An
 
 
 def sign(claims: dict[str, Any], kid: str, private_pem: str) -> str:
+    import jwt
+
     return jwt.encode(claims, private_pem, algorithm="RS256", headers={"kid": kid})
 
 
@@ -154,6 +158,8 @@ def client_credentials_token(pool: dict[str, Any], client_id: str, scope: str, a
 
 
 def unverified_claims(token: str) -> dict[str, Any] | None:
+    import jwt
+
     try:
         claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
         return claims
@@ -163,6 +169,10 @@ def unverified_claims(token: str) -> dict[str, Any] | None:
 
 def verify(token: str, pool: dict[str, Any]) -> dict[str, Any] | None:
     """Claims of a valid, unexpired token signed by the pool; else None."""
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     key = serialization.load_pem_private_key(pool["PrivateKey"].encode(), password=None)
     assert isinstance(key, rsa.RSAPrivateKey)
     try:

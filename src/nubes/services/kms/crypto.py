@@ -13,11 +13,22 @@ import secrets
 import struct
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import orjson
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 _MAGIC = b"nkms1"
+
+
+def _aead(key: bytes) -> AESGCM:
+    """AES-GCM with ``key`` (cryptography is imported on first use: ~5 MB a server
+    that never touches KMS need not carry)."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM(key)
 
 
 class MasterKey:
@@ -31,7 +42,7 @@ class MasterKey:
     @classmethod
     def from_bytes(cls, key: bytes) -> MasterKey:
         self = cls.__new__(cls)
-        self._aead = AESGCM(key)
+        self._aead = _aead(key)
         return self
 
     def __init__(self, data_dir: Path) -> None:
@@ -45,7 +56,7 @@ class MasterKey:
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
-        self._aead = AESGCM(path.read_bytes())
+        self._aead = _aead(path.read_bytes())
 
     def wrap(self, key_id: str, material: bytes) -> bytes:
         nonce = secrets.token_bytes(12)
@@ -63,7 +74,7 @@ def encrypt(key_id: str, material: bytes, plaintext: bytes, context: dict[str, s
     """A ciphertext blob: magic, key id, nonce, AES-GCM ciphertext+tag."""
     nonce = secrets.token_bytes(12)
     kid = key_id.encode()
-    sealed = AESGCM(material).encrypt(nonce, plaintext, kid + _context_bytes(context))
+    sealed = _aead(material).encrypt(nonce, plaintext, kid + _context_bytes(context))
     return _MAGIC + struct.pack(">H", len(kid)) + kid + nonce + sealed
 
 
@@ -85,7 +96,9 @@ def decrypt(material: bytes, blob: bytes, context: dict[str, str] | None) -> byt
         return None
     start = len(_MAGIC) + 2 + len(key_id.encode())
     nonce, sealed = blob[start : start + 12], blob[start + 12 :]
+    from cryptography.exceptions import InvalidTag
+
     try:
-        return AESGCM(material).decrypt(nonce, sealed, key_id.encode() + _context_bytes(context))
+        return _aead(material).decrypt(nonce, sealed, key_id.encode() + _context_bytes(context))
     except (InvalidTag, ValueError):
         return None
