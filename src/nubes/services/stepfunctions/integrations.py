@@ -17,6 +17,7 @@ import base64
 import datetime as dt
 import re
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -100,6 +101,11 @@ class Integrations:
     async def run_task(self, request: TaskRequest) -> Any:
         """Dispatch one task by its resource ARN."""
         resource = request.resource
+        if request.resumed and request.task_token and not await self.token_known(
+                request.task_token):
+            # the restart came before the token was handed out (or after its callback was
+            # consumed but before the result was recorded): hand it out again, at least once
+            request.resumed = False
         if ":activity:" in resource:  # activity names may contain dots
             return await self.activity(request)
         if request.resumed and request.task_token:
@@ -263,9 +269,16 @@ class Integrations:
 
     # -- task tokens -------------------------------------------------------------------
 
+    async def token_known(self, token: str) -> bool:
+        """Whether ``token`` is recorded (handed out, its callback not yet consumed)."""
+        return bool(await self.app.store.read(
+            lambda txn: txn.get(store.TOKENS, store.key(token)) is not None))
+
     async def register_token(self, token: str, request: TaskRequest,
-                             activity: str | None = None) -> None:
-        """Record a waiting token (idempotent: a resumed task keeps its record)."""
+                             activity: str | None = None,
+                             also: Callable[[Txn], object] | None = None) -> None:
+        """Record a waiting token (idempotent: a resumed task keeps its record); ``also``
+        runs in the same transaction when the token is new."""
         now = time.time()
         doc = {"token": token, "executionArn": request.execution.execution_arn,
                "state": request.state_name, "status": "WAITING", "created": now,
@@ -275,6 +288,8 @@ class Integrations:
         def insert(txn: Txn) -> None:
             if txn.insert(store.TOKENS, store.key(token), orjson.dumps(doc)):
                 txn.put(store.EXEC_TOKENS, store.key(arn, token), b"{}")
+                if also is not None:
+                    also(txn)
 
         await self.app.store.write(insert)
 
@@ -369,10 +384,10 @@ class Integrations:
                 lambda txn: txn.get(store.ACTIVITIES, store.key(*_activity_key(arn))))
             if exists is None:
                 raise StatesError("States.Runtime", f"Activity does not exist: {arn}")
-            await self.register_token(token, request, activity=arn)
             message = orjson.dumps({"token": token, "input": _text(request.parameters)})
-            await self.app.store.write(
-                lambda txn: txn.enqueue(store.activity_queue(arn), message, now=time.time()))
+            # the token and its task together: a restart finds both or neither
+            await self.register_token(token, request, activity=arn, also=lambda txn: txn.enqueue(
+                store.activity_queue(arn), message, now=time.time()))
             self.app.bus.wake(f"sfn:activity:{arn}")
         return await self.wait_token(request)
 
