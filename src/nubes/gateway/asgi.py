@@ -181,7 +181,7 @@ class Gateway:
             headers=headers, body=body, client_ip=client[0], raw_path=_raw_path(scope),
             scheme=scope.get("scheme", "http"),
         )  # fmt: skip
-        provider = self.app.provider(model)
+        provider = await self.app.ready(model)  # a raw route may arrive while its provider starts
         handler = getattr(provider, method_name)
         response: WireResponse = await handler(request, match)
         return response
@@ -293,8 +293,13 @@ class Gateway:
         from nubes.gateway.websocket import WebSocket
 
         model, method_name, match = found
-        handler = getattr(self.app.provider(model), method_name)
-        await handler(WebSocket(scope, receive, send, headers), match)
+        try:
+            provider = await self.app.ready(model)
+        except AwsError:  # the service could not start: refuse the upgrade
+            await receive()
+            await send({"type": "websocket.close", "code": 1011})
+            return
+        await getattr(provider, method_name)(WebSocket(scope, receive, send, headers), match)
 
 
 _Compiled = tuple[re.Pattern[str] | None, re.Pattern[str] | None, str, str, HttpRoute | None]

@@ -191,9 +191,9 @@ class ApiGatewayProvider(Provider):
                        new_request_id(), self.app.settings.account_id, started=time.time())  # fmt: skip
         begun = time.perf_counter()
         if api["Version"] == 2:
-            response = await self.http.serve(snapshot, stage, req, quote(request.path))
+            response = await self.http.serve(snapshot, stage, req, request.raw_path or quote(request.path))
         else:
-            response = await self.rest.serve(snapshot, stage, req, quote(request.path))
+            response = await self.rest.serve(snapshot, stage, req, request.raw_path or quote(request.path))
         body = response.body if isinstance(response.body, bytes) else b""
         self.telemetry.record(api, stage, req, Outcome(response.status, len(body), (time.perf_counter() - begun) * 1000,
                                                        req.integration_ms, _error_message(response, body)))  # fmt: skip
@@ -240,10 +240,11 @@ class ApiGatewayProvider(Provider):
                        request.client_ip, api_id, stage_name, "", "", self.app.settings.account_id)  # fmt: skip
         from nubes.services.apigateway.authorizers import Denied
 
-        # the gateway hands over the decoded path: SDKs send a literal "@" and escape the
-        # id ("=" as %3D); the IAM check also tries the other usual spellings
+        # the path as the client signed it; without it (in-process), how SDKs spell it: a
+        # literal "@" and the id escaped ("=" as %3D) — the IAM check tries other spellings too
+        signed_path = request.raw_path or prefix + "/@connections/" + quote(connection_id, safe="")
         try:
-            await self.authorizers.iam(req, prefix + "/@connections/" + quote(connection_id, safe=""))
+            await self.authorizers.iam(req, signed_path)
         except Denied as denied:
             return json_response(denied.status, {"message": denied.message}, denied.headers)
         return None
