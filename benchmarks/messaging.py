@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing as mp
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -270,6 +271,8 @@ def main() -> None:
         to_function_ms = float("nan") if args.skip_function else measure_sqs_to_function(nubes, tmp)
     finally:
         nubes.stop()
+        # the data dir holds what the run wrote (a 1 GB object for S3): never leave it behind
+        shutil.rmtree(tmp, ignore_errors=True)
     sns_peer: dict[str, dict[str, float]] = {}
     if not args.skip_peers:
         for name, cmd, env in PEERS:

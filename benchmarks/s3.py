@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import shutil
 import socket
 import tempfile
 import threading
@@ -156,6 +157,8 @@ def main() -> None:
         large = measure_large(nubes, args.size_mb)
     finally:
         nubes.stop()
+        # the data dir holds what the run wrote (a 1 GB object for S3): never leave it behind
+        shutil.rmtree(tmp, ignore_errors=True)
     peers: dict[str, dict[str, float]] = {}
     if not args.skip_peers:
         for name, cmd, env in PEERS:
