@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import cbor2
 import orjson
 from botocore.model import OperationModel, StructureShape
 
@@ -79,6 +78,8 @@ def _load_document(body: bytes, cbor: bool) -> Any:
     if not body:
         return {}
     if cbor:
+        import cbor2  # only the RPCv2 CBOR services need it (~0.7 MB)
+
         try:
             return cbor2.loads(body)
         except (cbor2.CBORDecodeError, ValueError):
@@ -113,6 +114,8 @@ def serialize_response(
         out_headers["Content-Type"] = "application/cbor"
         out_headers["smithy-protocol"] = "rpc-v2-cbor"
         doc = to_cbor(shape, result) if isinstance(shape, StructureShape) else {}
+        import cbor2
+
         return WireResponse(200, out_headers, cbor2.dumps(doc, datetime_as_timestamp=True))
     if protocol == "query":
         out_headers["Content-Type"] = "text/xml"
@@ -156,6 +159,8 @@ def serialize_error(
         headers["Content-Type"] = "application/cbor"
         headers["smithy-protocol"] = "rpc-v2-cbor"
         doc = {"__type": error.code, "message": error.message, **error.fields}
+        import cbor2
+
         return WireResponse(status, headers, cbor2.dumps(doc))
     if protocol == "json":
         headers["Content-Type"] = _json_content_type(index) if index else "application/x-amz-json-1.1"
