@@ -67,6 +67,9 @@ class Settings:
     log_level: str = field(default="info", metadata={"env": "NUBES_LOG_LEVEL"})
     #: seconds an idle function instance is kept warm before it is stopped.
     lambda_keepalive: float = field(default=300.0, metadata={"env": "NUBES_LAMBDA_KEEPALIVE"})
+    #: seconds a node's lease on a running Step Functions execution lasts without
+    #: renewal (PostgreSQL clusters): how soon another node adopts a dead node's work
+    sfn_lease_seconds: float = field(default=20.0, metadata={"env": "NUBES_SFN_LEASE_SECONDS"})
     #: account-wide concurrent executions (AWS default 1000).
     lambda_concurrency: int = field(default=1000, metadata={"env": "NUBES_LAMBDA_CONCURRENCY"})
     #: ``HOST:PORT`` of an SMTP server SES forwards mail to; empty keeps it in the mailbox.

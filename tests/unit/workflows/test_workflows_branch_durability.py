@@ -296,16 +296,15 @@ def test_express_executions_write_no_branch_checkpoints(wf: Any) -> None:
     assert sink.branches == {} and sink.checkpoint is None
 
 
-def test_lease_length_from_the_environment(monkeypatch: Any) -> None:
+def test_lease_length_from_the_settings() -> None:
     from nubes.services.stepfunctions import cluster
+    from nubes.settings import Settings
 
-    monkeypatch.delenv(cluster.LEASE_ENV, raising=False)
-    assert cluster.lease_seconds() == cluster.LEASE_SECONDS == 20.0
-    monkeypatch.setenv(cluster.LEASE_ENV, "3.5")
-    assert cluster.lease_seconds() == 3.5
-    for bad in ("soon", "0", "-4", "nan", "inf", " "):
-        monkeypatch.setenv(cluster.LEASE_ENV, bad)
-        assert cluster.lease_seconds() == cluster.LEASE_SECONDS, bad
+    assert cluster.lease_seconds(Settings.load(env={}).sfn_lease_seconds) == cluster.LEASE_SECONDS == 20.0
+    assert cluster.lease_seconds(Settings.load(env={"NUBES_SFN_LEASE_SECONDS": "3.5"}).sfn_lease_seconds) == 3.5
+    for bad in ("0", "-4", "nan", "inf"):
+        value = Settings.load(env={"NUBES_SFN_LEASE_SECONDS": bad}).sfn_lease_seconds
+        assert cluster.lease_seconds(value) == cluster.LEASE_SECONDS, bad
 
 
 class SlowSink(MemorySink):

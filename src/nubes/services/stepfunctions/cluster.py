@@ -9,15 +9,14 @@ and resumes those executions from their checkpoints. StopExecution on a node tha
 does not own the execution leaves a stop request in the execution document and
 wakes the owner (``sfn:cluster``) through the bus, which the broker relays.
 
-The lease lasts :data:`LEASE_SECONDS` (20 s); ``NUBES_SFN_LEASE_SECONDS`` sets
-another length (tests use a few seconds) until ``Settings`` has a field for it.
+The lease lasts ``Settings.sfn_lease_seconds`` (``NUBES_SFN_LEASE_SECONDS``,
+default :data:`LEASE_SECONDS`, 20 s; tests use a few seconds).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -36,26 +35,15 @@ LEASE_SECONDS = 20.0
 #: how often a node renews its leases and looks for orphaned executions (at most)
 RENEW_SECONDS = 5.0
 #: the environment variable that sets the lease length
-LEASE_ENV = "NUBES_SFN_LEASE_SECONDS"
 #: bus name that makes every node look at stop requests and orphans now
 WAKE = "sfn:cluster"
 
 
-def lease_seconds() -> float:
-    """The owner lease length: ``NUBES_SFN_LEASE_SECONDS`` or :data:`LEASE_SECONDS`.
-
-    Read here rather than in ``Settings`` until Settings has a field for it.
-    """
-    raw = os.environ.get(LEASE_ENV)
-    if raw is None or not raw.strip():
-        return LEASE_SECONDS
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
+def lease_seconds(value: float) -> float:
+    """The owner lease length from ``Settings.sfn_lease_seconds``
+    (``NUBES_SFN_LEASE_SECONDS``); :data:`LEASE_SECONDS` for a value below 1 s."""
     if not math.isfinite(value) or value < 1.0:
-        log.warning("%s=%r is not a number of seconds >= 1; using %s", LEASE_ENV, raw,
-                    LEASE_SECONDS)
+        log.warning("NUBES_SFN_LEASE_SECONDS=%r is not a number of seconds >= 1; using %s", value, LEASE_SECONDS)
         return LEASE_SECONDS
     return value
 
@@ -68,7 +56,7 @@ class Owners:
         self.node = uuid.uuid4().hex
         #: several nodes can only share a PostgreSQL store
         self.enabled = app.settings.store_backend == "postgresql"
-        self.lease = lease_seconds()
+        self.lease = lease_seconds(app.settings.sfn_lease_seconds)
         #: renew well before a lease runs out
         self.renew_every = min(RENEW_SECONDS, self.lease / 4)
 
