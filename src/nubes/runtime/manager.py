@@ -18,6 +18,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import secrets
 import shutil
 import time
@@ -48,6 +49,23 @@ OnLogs = Callable[[FunctionSpec, str, list[LogEvent]], None]
 OnInvocation = Callable[[FunctionSpec, InvocationResult], None]
 
 
+def default_max_starting() -> int:
+    """How many instances of one function may start at once: the CPUs this process may use.
+
+    A cold start is mostly CPU (fork, the function's imports); more of them at once
+    than there are CPUs only slows each other and the requests already running.
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, cpus)
+
+
+#: what a request waiting for an instance is handed: a warm instance, or (None) a start slot
+_Turn = asyncio.Future[BaseInstance | None]
+
+
 @dataclass
 class _Pool:
     """The instances of one function version."""
@@ -55,6 +73,12 @@ class _Pool:
     revision: str
     idle: list[BaseInstance] = field(default_factory=list)
     instances: set[BaseInstance] = field(default_factory=set)
+    #: instances being started now (each holds a start slot)
+    starting: int = 0
+    #: the most that were starting at once (stats, tests)
+    peak_starting: int = 0
+    #: requests waiting for an instance or a start slot, first come first served
+    waiters: list[_Turn] = field(default_factory=list)
 
 
 @dataclass
@@ -136,6 +160,23 @@ def _json_platform_events(
     return [(start_ms, json.dumps(start)), *outcome.logs, (end_ms, json.dumps(report))]
 
 
+def _fresh_dir(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
+
+
+def _prepare_dirs(spec: FunctionSpec, tmp_dir: Path) -> FunctionSpec:
+    """Make an instance's /tmp directory; the spec with absolute code and layer paths."""
+    tmp_dir.mkdir(parents=True)
+    if spec.code_dir.is_absolute() and all(d.is_absolute() for d in spec.layer_dirs):
+        return spec
+    return dataclasses.replace(
+        spec,
+        code_dir=spec.code_dir.resolve(),
+        layer_dirs=tuple(d.resolve() for d in spec.layer_dirs),
+    )
+
+
 class RuntimeManager:
     """Runs function invocations in warm, isolated instances."""
 
@@ -148,6 +189,7 @@ class RuntimeManager:
         on_invocation: OnInvocation | None = None,
         aws_hosts: Mapping[int, tuple[str, int]] | None = None,
         isolate: bool = True,
+        max_starting: int | None = None,
     ) -> None:
         self.settings = settings
         self.platform_env = dict(platform_env)
@@ -160,6 +202,8 @@ class RuntimeManager:
         #: give instances a private /tmp and read-only code where Linux allows (sandbox.py)
         self.isolate = isolate
         self.on_invocation = on_invocation
+        #: instances of one function version that may be starting at the same time
+        self.max_starting = max(1, max_starting or default_max_starting())
         # absolute: instances run with the function's code directory as their cwd
         self.work_dir = Path(settings.data_dir).resolve() / "runtime"
         self.zygote = ZygoteClient(self.work_dir, isolate=isolate)
@@ -171,26 +215,40 @@ class RuntimeManager:
         self._reservations: dict[str, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reaper: asyncio.Task[None] | None = None
+        self._zygote_start: asyncio.Task[None] | None = None
         self._stopping = False
 
     async def start(self) -> None:
-        """Start the Python zygote (so the first cold start is already fast) and the reaper."""
+        """Start the Python zygote (in the background) and the reaper.
+
+        Start-up does not wait for the zygote (boto3's import takes 0.3-2 s): a cold
+        start that comes before it is ready waits for it, later ones are fast.
+        """
         self._stopping = False
         # /tmp directories of instances from a previous run that was killed
-        await asyncio.to_thread(shutil.rmtree, self.work_dir / "tmp", True)
-        (self.work_dir / "tmp").mkdir(parents=True, exist_ok=True)
-        await self.zygote.ensure_started()
+        await asyncio.to_thread(_fresh_dir, self.work_dir / "tmp")
+        loop = asyncio.get_running_loop()
+        if self._zygote_start is None or self._zygote_start.done():
+            self._zygote_start = loop.create_task(self._start_zygote())
         if self._reaper is None:
-            self._reaper = asyncio.get_running_loop().create_task(self._reap_idle())
+            self._reaper = loop.create_task(self._reap_idle())
+
+    async def _start_zygote(self) -> None:
+        try:
+            await self.zygote.ensure_started()
+        except Exception:
+            # the first invocation tries again and reports why it cannot run
+            log.exception("the Python zygote did not start")
 
     async def stop(self) -> None:
         """Stop every instance and the zygote."""
         self._stopping = True
-        if self._reaper is not None:
-            self._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
-            self._reaper = None
+        for task in (self._reaper, self._zygote_start):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._reaper = self._zygote_start = None
         instances = [i for pool in self._pools.values() for i in pool.instances]
         self._pools.clear()
         await asyncio.gather(*(i.stop() for i in instances), return_exceptions=True)
@@ -245,7 +303,7 @@ class RuntimeManager:
         inst = self._take_idle(pool)
         start_ms = _now_ms()
         if inst is None:
-            inst = await self._spawn(spec, pool)
+            inst = await self._acquire(spec, pool)
         init_ms, inst.init_duration_ms = inst.init_duration_ms, None
         header = {
             "id": request_id,
@@ -273,7 +331,7 @@ class RuntimeManager:
             outcome.payload = response_too_large()
             outcome.error_type = "Function.ResponseSizeTooLarge"
         init_logs = inst.init_logs if init_ms is not None else []
-        self._release(pool, inst, outcome)
+        self._release(pool, inst, reusable=outcome.reusable)
         result = self._compose(spec, inst, request_id, outcome, start_ms, duration_ms, init_ms)
         if init_logs:
             # what init printed comes before START, as on AWS
@@ -301,33 +359,114 @@ class RuntimeManager:
             self._discard(pool, inst)
         return None
 
+    async def _acquire(self, spec: FunctionSpec, pool: _Pool) -> BaseInstance:
+        """An instance for a request that found none idle.
+
+        At most :attr:`max_starting` instances of a pool start at once: cold starts
+        beyond the CPUs only slow each other and the running requests down, which
+        under load makes requests queue, which starts more instances (a cold-start
+        storm). A request over the limit waits for whichever comes first: an
+        instance going idle (handed over warm) or a start slot. It waits at most the
+        function's timeout; then it starts its own instance anyway, so the limit
+        delays a request but never fails one.
+        """
+        deadline = time.monotonic() + spec.timeout_s
+        while pool.waiters or pool.starting >= self.max_starting:
+            inst = await self._wait_turn(pool, deadline - time.monotonic())
+            if inst is None:
+                break
+            if inst.alive and inst.revision == pool.revision:
+                return inst
+            self._discard(pool, inst)  # died between its hand-over and now: wait on
+        else:
+            self._count_start(pool)
+        # this request holds a start slot now
+        try:
+            return await self._spawn(spec, pool)
+        finally:
+            self._end_start(pool)
+
+    @staticmethod
+    def _count_start(pool: _Pool) -> None:
+        pool.starting += 1
+        pool.peak_starting = max(pool.peak_starting, pool.starting)
+
+    async def _wait_turn(self, pool: _Pool, timeout_s: float) -> BaseInstance | None:
+        """Queue for an idle instance (returned) or a start slot (None: the slot is ours)."""
+        loop = asyncio.get_running_loop()
+        turn: _Turn = loop.create_future()
+        pool.waiters.append(turn)
+        give_up = loop.call_later(max(0.0, timeout_s), self._stop_waiting, pool, turn)
+        try:
+            return await turn
+        except BaseException:
+            # cancelled: whatever was handed over in the meantime goes to the next in line
+            with contextlib.suppress(ValueError):
+                pool.waiters.remove(turn)
+            if turn.done() and not turn.cancelled():
+                handed = turn.result()
+                if handed is None:
+                    self._end_start(pool)
+                else:
+                    self._release(pool, handed, reusable=True)
+            raise
+        finally:
+            give_up.cancel()
+
+    def _stop_waiting(self, pool: _Pool, turn: _Turn) -> None:
+        """A request waited its function's timeout: it starts an instance past the limit."""
+        if turn.done():
+            return
+        with contextlib.suppress(ValueError):
+            pool.waiters.remove(turn)
+        self._count_start(pool)
+        turn.set_result(None)
+
+    def _next_waiter(self, pool: _Pool) -> _Turn | None:
+        while pool.waiters:
+            turn = pool.waiters.pop(0)
+            if not turn.done():
+                return turn
+        return None
+
+    def _end_start(self, pool: _Pool) -> None:
+        """A start finished (or failed): its slot goes to the first waiting request."""
+        turn = self._next_waiter(pool)
+        if turn is None:
+            pool.starting -= 1
+        else:
+            turn.set_result(None)  # the slot changes hands: ``starting`` stays
+
+    def _make_idle(self, pool: _Pool, inst: BaseInstance) -> None:
+        """A reusable instance is free: hand it to the first waiting request, else keep it."""
+        turn = self._next_waiter(pool)
+        if turn is not None:
+            turn.set_result(inst)
+            return
+        inst.idle_since = time.monotonic()
+        pool.idle.append(inst)
+
     async def _spawn(self, spec: FunctionSpec, pool: _Pool) -> BaseInstance:
-        if not spec.code_dir.is_absolute() or not all(d.is_absolute() for d in spec.layer_dirs):
-            spec = dataclasses.replace(
-                spec,
-                code_dir=spec.code_dir.resolve(),
-                layer_dirs=tuple(d.resolve() for d in spec.layer_dirs),
+        if not (spec.is_python or spec.is_provided):
+            raise AwsError(
+                "InvalidRuntimeException",
+                f"The runtime {spec.runtime} is not supported by nubes "
+                "(python3.x and provided.al2/provided.al2023 are)",
+                502,
             )
         log_stream = new_log_stream(spec.version)
         tmp_dir = self.work_dir / "tmp" / log_stream.rsplit("]", 1)[1]
-        tmp_dir.mkdir(parents=True)
+        # file system calls can take milliseconds on a busy disk: not on the event loop
+        spec = await asyncio.to_thread(_prepare_dirs, spec, tmp_dir)
         inst: BaseInstance
         if spec.is_python:
             inst = PythonInstance(
                 spec, log_stream, tmp_dir, self.zygote, self.platform_env, self.aws_hosts,
                 self.isolate,
             )  # fmt: skip
-        elif spec.is_provided:
+        else:
             inst = ProvidedInstance(
                 spec, log_stream, tmp_dir, self.platform_env, self.zygote, self.isolate
-            )
-        else:
-            tmp_dir.rmdir()
-            raise AwsError(
-                "InvalidRuntimeException",
-                f"The runtime {spec.runtime} is not supported by nubes "
-                "(python3.x and provided.al2/provided.al2023 are)",
-                502,
             )
         pool.instances.add(inst)
         try:
@@ -356,17 +495,16 @@ class RuntimeManager:
             payload, err.error_type, logs, max_rss, status=err.status or "error", reusable=False
         )
 
-    def _release(self, pool: _Pool, inst: BaseInstance, outcome: Outcome) -> None:
+    def _release(self, pool: _Pool, inst: BaseInstance, *, reusable: bool) -> None:
         keep = (
-            outcome.reusable
+            reusable
             and inst.alive
             and inst.revision == pool.revision
             and not self._stopping
             and self._pools.get((inst.spec.name, inst.spec.version)) is pool
         )
         if keep:
-            inst.idle_since = time.monotonic()
-            pool.idle.append(inst)
+            self._make_idle(pool, inst)
         else:
             self._discard(pool, inst)
 

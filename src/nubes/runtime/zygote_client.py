@@ -191,10 +191,13 @@ class ZygoteClient:
         loop = asyncio.get_running_loop()
         try:
             data = await asyncio.wait_for(loop.sock_recv(parent, 1 << 20), _ZYGOTE_START_TIMEOUT_S)
-        except (TimeoutError, OSError) as e:
+        except BaseException as e:
+            # cancelled too (the manager stops while the zygote starts): no orphan
             parent.close()
             self._popen.kill()
-            raise ZygoteError(f"the Python zygote did not start: {e}") from e
+            if isinstance(e, (TimeoutError, OSError)):
+                raise ZygoteError(f"the Python zygote did not start: {e}") from e
+            raise
         if not data:
             parent.close()
             raise ZygoteError(f"the Python zygote exited with status {self._popen.wait()}")

@@ -22,6 +22,8 @@ class Harness:
         self.tmp_path = tmp_path
         self.logs: list[tuple[str, str, list[tuple[int, str]]]] = []
         self.results: list[tuple[str, InvocationResult]] = []
+        #: extra keyword arguments for RuntimeManager (e.g. ``max_starting``)
+        self.manager_options: dict[str, Any] = {}
 
     def code(self, source: str, *, name: str = "fn", filename: str = "app.py") -> Path:
         """Write a function's code directory."""
@@ -57,6 +59,7 @@ class Harness:
                 },
                 on_logs=lambda spec, stream, events: self.logs.append((spec.name, stream, events)),
                 on_invocation=lambda spec, result: self.results.append((spec.name, result)),
+                **self.manager_options,
             )
             await manager.start()
             try:
