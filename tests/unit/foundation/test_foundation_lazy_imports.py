@@ -1,5 +1,6 @@
 """What the server imports at start-up stays small: libraries only some requests
-need (YAML templates, SAM, JSONata, boto3 sessions) are imported on first use."""
+need (YAML templates, SAM, JSONata, boto3 sessions, cryptography, PyJWT, CBOR) are
+imported on first use, and no service model is loaded before its first request."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 #: imported by the first request that needs them, never at start-up
-_LAZY = ("yaml", "jsonata", "boto3", "samtranslator", "botocore.session")
+_LAZY = ("yaml", "jsonata", "boto3", "samtranslator", "botocore.session", "cryptography", "jwt", "cbor2")
 
 
 def _imported_after(code: str) -> list[str]:
@@ -47,3 +49,28 @@ def test_jsonata_expression_still_evaluates_once_loaded() -> None:
         """
     )
     assert found == ["jsonata"]
+
+
+def test_starting_every_service_imports_no_heavy_library_and_loads_no_model(tmp_path: Path) -> None:
+    """What ``nubes up`` does before it answers: discover every service, build the
+    gateway (routing catalog), open the store and start the providers."""
+    found = _imported_after(
+        f"""
+        import asyncio
+        from pathlib import Path
+        from nubes.app import App
+        from nubes.aws import spec
+        from nubes.gateway.asgi import Gateway
+        from nubes.settings import Settings
+
+        async def main():
+            app = App(Settings(data_dir=Path({str(tmp_path)!r}), tls_port=-1))
+            Gateway(app)
+            await app.start()
+            await app.stop()
+            assert not spec._LOADED, sorted(spec._LOADED)
+
+        asyncio.run(main())
+        """
+    )
+    assert found == []

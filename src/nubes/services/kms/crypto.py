@@ -12,7 +12,6 @@ import os
 import secrets
 import struct
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import orjson
@@ -42,7 +41,8 @@ class MasterKey:
     @classmethod
     def from_bytes(cls, key: bytes) -> MasterKey:
         self = cls.__new__(cls)
-        self._aead = _aead(key)
+        self._key = key
+        self._cipher = None
         return self
 
     def __init__(self, data_dir: Path) -> None:
@@ -56,7 +56,14 @@ class MasterKey:
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
-        self._aead = _aead(path.read_bytes())
+        self._key = path.read_bytes()
+        self._cipher: AESGCM | None = None
+
+    @property
+    def _aead(self) -> AESGCM:
+        if self._cipher is None:  # made by the first KMS operation, not at start-up
+            self._cipher = _aead(self._key)
+        return self._cipher
 
     def wrap(self, key_id: str, material: bytes) -> bytes:
         nonce = secrets.token_bytes(12)

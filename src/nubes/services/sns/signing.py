@@ -13,12 +13,10 @@ import os
 import threading
 from collections.abc import Hashable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.x509.oid import NameOID
+if TYPE_CHECKING:  # imported on the first signature: most servers never sign
+    from cryptography.hazmat.primitives.asymmetric import rsa
 
 CERT_PATH = "/_nubes/sns/SimpleNotificationService.pem"
 
@@ -53,6 +51,11 @@ class Signer:
         self._signatures: dict[Hashable, str] = {}
 
     def _load(self) -> rsa.RSAPrivateKey:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from cryptography.x509.oid import NameOID
+
         with self._lock:
             if self._key is not None:
                 return self._key
@@ -120,10 +123,12 @@ class Signer:
     def sign_text(self, text: str, version: str) -> str:
         """Base64 RSA signature of a string to sign; thread-safe, and the RSA operation
         releases the GIL, so a worker thread can sign while the event loop runs."""
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        key = self._load()
         digest: hashes.HashAlgorithm = hashes.SHA256() if version == "2" else hashes.SHA1()
-        return base64.b64encode(
-            self._load().sign(text.encode(), padding.PKCS1v15(), digest)
-        ).decode()
+        return base64.b64encode(key.sign(text.encode(), padding.PKCS1v15(), digest)).decode()
 
 
 class SigningJob:

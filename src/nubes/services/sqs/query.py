@@ -73,16 +73,16 @@ _MAP_ENTRY_NAMES: dict[str, tuple[str, str]] = {
 XML_NAMESPACE = "http://queue.amazonaws.com/doc/2012-11-05/"
 
 
-def relax_receive_attribute_names() -> None:
+def relax_receive_attribute_names(model: ServiceModel) -> None:
     """Let ReceiveMessage's (deprecated) AttributeNames carry message attribute names,
     and GetQueueAttributes report unknown names the way SQS does.
 
     The model types them as queue attribute names, but SDKs and SQS itself accept
     ``ApproximateReceiveCount`` and friends there, so the enum check the wire layer
     applies would refuse valid requests. Patched once in nubes' own copy of the model
-    (botocore clients load their own).
+    when it loads (botocore clients load their own).
     """
-    shapes: dict[str, Any] = service_model("sqs")._shape_resolver._shape_map
+    shapes: dict[str, Any] = model._shape_resolver._shape_map
     if "ReceiveAttributeNameList" in shapes:
         return
     shapes["ReceiveAttributeNameList"] = {
@@ -107,8 +107,7 @@ def relax_receive_attribute_names() -> None:
 
 
 def _query_data() -> dict[str, Any]:
-    relax_receive_attribute_names()
-    model = service_model("sqs")
+    model = service_model("sqs")  # patched by relax_receive_attribute_names as it loads
     data: dict[str, Any] = {
         "version": "2.0",
         "metadata": {
