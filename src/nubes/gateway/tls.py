@@ -13,13 +13,18 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import ipaddress
+import logging
 import os
 import ssl
+import subprocess
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 _DEFAULT_NAMES = ("localhost", "127.0.0.1")
 #: a leaf is minted anew this long before it expires
@@ -38,16 +43,22 @@ class LocalCA:
     """The data dir's certificate authority (``tls/ca.pem``, ``tls/ca.key``).
 
     The certificate for the default names (``localhost``, ``127.0.0.1``) is kept
-    beside it (``tls/default.pem``), so a start that finds both imports no
-    cryptography at all: it is loaded when a leaf has to be minted — the first
-    time, or for the first connection naming an AWS host.
+    beside it (``tls/default.pem``). What is missing or due is made by a short-lived
+    child process, so the server itself loads no cryptography (~10 MB) unless a
+    connection names another host (an AWS name, minted on demand).
     """
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, mint_here: bool = False) -> None:
         self.dir = data_dir / "tls"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.cert_path = self.dir / "ca.pem"
         self.key_path = self.dir / "ca.key"
+        if not mint_here and not self._files_current():
+            try:
+                subprocess.run([sys.executable, "-m", "nubes.gateway.tls", str(data_dir)],
+                               check=True, capture_output=True, timeout=120)  # fmt: skip
+            except (OSError, subprocess.SubprocessError) as exc:  # made here below instead
+                log.warning("could not make the local CA in a child process: %s", exc)
         if not self.cert_path.exists() or not self.key_path.exists():
             self._create()
         self._ca_pem = self.cert_path.read_bytes()
@@ -141,17 +152,27 @@ class LocalCA:
             self._contexts[names[0]] = ctx
             return ctx
 
+    def _default_current(self, ca_pem: bytes) -> bool:
+        """Whether ``tls/default.*`` were made by this CA and are not yet due."""
+        try:
+            digest, _, until = (self.dir / "default.meta").read_text().partition(" ")
+            return digest == hashlib.sha256(ca_pem).hexdigest() and float(until) - _RENEW_SECONDS > time.time()
+        except (OSError, ValueError):
+            return False
+
+    def _files_current(self) -> bool:
+        try:
+            ca_pem = self.cert_path.read_bytes()
+        except OSError:
+            return False
+        return self.key_path.exists() and self._default_current(ca_pem)
+
     def _default_context(self) -> ssl.SSLContext:
         """The context for the default names, from ``tls/default.*`` when they are
         current for this CA; minted (and kept) otherwise."""
         chain, key, meta = self.dir / "default.pem", self.dir / "default.key", self.dir / "default.meta"
         ca_digest = hashlib.sha256(self._ca_pem).hexdigest()
-        try:
-            digest, _, until = meta.read_text().partition(" ")
-            current = digest == ca_digest and float(until) - _RENEW_SECONDS > time.time()
-        except (OSError, ValueError):
-            current = False
-        if not current:
+        if not self._default_current(self._ca_pem):
             days = 365
             cert_pem, key_pem = self.leaf_pem(_DEFAULT_NAMES, days=days)
             _write_private(key, key_pem)
@@ -171,3 +192,7 @@ class LocalCA:
 
         default.sni_callback = choose
         return default
+
+
+if __name__ == "__main__":  # the child that makes the CA and the default certificate
+    LocalCA(Path(sys.argv[1]), mint_here=True).server_context()
