@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from nubes.aws.errors import AwsError
-from nubes.runtime.base import BaseInstance, Outcome, read_peak_rss_kb
+from nubes.runtime.base import BaseInstance, MemoryWatch, Outcome, read_peak_rss_kb
 from nubes.runtime.protocol import LogEvent
 from nubes.runtime.provided import ProvidedInstance
 from nubes.runtime.python_worker import PythonInstance
@@ -207,6 +207,7 @@ class RuntimeManager:
         # absolute: instances run with the function's code directory as their cwd
         self.work_dir = Path(settings.data_dir).resolve() / "runtime"
         self.zygote = ZygoteClient(self.work_dir, isolate=isolate)
+        self.memory_watch = MemoryWatch()
         self._pools: dict[tuple[str, str], _Pool] = {}
         self._functions: dict[str, _FunctionStats] = {}
         #: running invocations of functions without reserved concurrency
@@ -253,6 +254,7 @@ class RuntimeManager:
         self._pools.clear()
         await asyncio.gather(*(i.stop() for i in instances), return_exceptions=True)
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.memory_watch.stop()
         await self.zygote.stop()
 
     # -- invoking ------------------------------------------------------------------
@@ -468,6 +470,7 @@ class RuntimeManager:
             inst = ProvidedInstance(
                 spec, log_stream, tmp_dir, self.platform_env, self.zygote, self.isolate
             )
+        inst.memory_watch = self.memory_watch
         pool.instances.add(inst)
         try:
             await inst.start()

@@ -30,6 +30,13 @@ _ZYGOTE_START_TIMEOUT_S = 60.0
 DEFAULT_SPARES = 2
 
 
+def _socketpairs() -> tuple[socket.socket, socket.socket, socket.socket, socket.socket]:
+    """A forked process's channel and output sockets: (ours, its) twice."""
+    chan, chan_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    out, out_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    return chan, chan_child, out, out_child
+
+
 class ZygoteError(RuntimeError):
     """The zygote could not be started or stopped answering."""
 
@@ -225,13 +232,12 @@ class ZygoteClient:
     async def _fork(self, owner: Owner) -> Process:
         loop = asyncio.get_running_loop()
         proc = Process(owner)
-        chan, chan_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        out, out_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        # socketpair() can stall for milliseconds (the kernel growing the fd table of a
+        # process with threads waits for RCU): not on the event loop
+        chan, chan_child, out, out_child = await asyncio.to_thread(_socketpairs)
         proc.channel, _ = await loop.create_unix_connection(lambda: _Channel(proc), sock=chan)
         proc.output, _ = await loop.create_unix_connection(lambda: _Output(proc), sock=out)
-        fds = [os.dup(chan_child.fileno()), os.dup(out_child.fileno())]
-        chan_child.close()
-        out_child.close()
+        fds = [chan_child.detach(), out_child.detach()]  # the outbox owns them now
         if self._sock is None:
             proc.close()
             raise ZygoteError("the Python zygote exited")
