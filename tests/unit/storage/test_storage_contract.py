@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -708,7 +709,8 @@ def test_closed_store_refuses_work(store: Store) -> None:
 def test_sqlite_batch_survives_a_function_that_aborts_the_transaction(tmp_path: Path) -> None:
     """If a failure ends the whole transaction (as a full disk would), the batch's
     other functions run again and commit; only the failing one reports an error."""
-    store = SqliteStore(tmp_path / "nubes.db")
+    # group commit is the writer thread's: no write may run inline on the loop here
+    store = SqliteStore(tmp_path / "nubes.db", inline_writes=False)
     gate = threading.Event()
     runs: list[str] = []
 
@@ -791,5 +793,68 @@ def test_sqlite_inline_read_moves_to_a_thread_when_the_file_is_busy(tmp_path: Pa
         assert ran_on[0] is loop_thread and ran_on[1] is not loop_thread
         with pytest.raises(sqlite3.OperationalError, match="no such table"):
             asyncio.run(store.read(lambda t: t._c.execute("SELECT * FROM nope")))  # type: ignore[attr-defined]
+    finally:
+        store.close_sync()
+
+
+def test_sqlite_inline_writes_keep_the_wal_checkpointed(tmp_path: Path) -> None:
+    """Writes that run on the event loop never checkpoint there: the writer thread
+    does, so the WAL is reused instead of growing with every commit."""
+    store = SqliteStore(tmp_path / "nubes.db")
+    assert store.inline_writes
+
+    async def main() -> None:
+        for i in range(3000):
+            await store.write(lambda t, i=i: t.put("t", b"k%d" % i, b"v" * 200))
+        await asyncio.sleep(0.2)  # the writer thread's last checkpoint
+
+    try:
+        asyncio.run(main())
+        assert len(r(store, lambda t: t.scan("t"))) == 3000
+        wal = tmp_path / "nubes.db-wal"
+        # ~3000 commits of a page or two each would be >12 MB without checkpoints
+        assert wal.stat().st_size < 6 * 1024 * 1024, wal.stat().st_size
+    finally:
+        store.close_sync()
+
+
+def test_sqlite_write_waits_for_another_process_holding_the_lock(tmp_path: Path) -> None:
+    """Another connection's write lock sends a write to the writer thread, which
+    waits for it (the event loop never does), and the write then lands."""
+    store = SqliteStore(tmp_path / "nubes.db")
+    other = sqlite3.connect(tmp_path / "nubes.db", isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    released = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+
+    async def main() -> str:
+        released.start()
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        ticker = asyncio.ensure_future(tick())
+        value: str = await store.write(lambda t: (t.put("t", b"k", b"v"), "done")[1])
+        ticker.cancel()
+        assert ticks >= 10  # the loop kept running while the write waited
+        return value
+
+    try:
+        assert asyncio.run(main()) == "done"
+        assert r(store, lambda t: t.get("t", b"k")) == b"v"
+    finally:
+        released.join()
+        other.close()
+        store.close_sync()
+
+
+def test_sqlite_full_durability_never_writes_on_the_event_loop(tmp_path: Path) -> None:
+    """With durability="full" a COMMIT waits for the disk: it stays on the writer thread."""
+    store = SqliteStore(tmp_path / "nubes.db", durability="full")
+    try:
+        assert store.inline_writes is False
     finally:
         store.close_sync()
