@@ -78,6 +78,9 @@ class Gateway:
         self._aws_path_routes = [r for r in self._http_routes if not _nubes_only(r)]
         #: (host pattern, host) → its match: clients reuse a few hosts
         self._host_matches: dict[tuple[str, str], re.Match[str] | None] = {}
+        #: host → the raw routes outside ``/_nubes/`` that can match it (those without a
+        #: host pattern, and those whose pattern takes it): most AWS calls try two
+        self._routes_by_host: dict[str, list[_Compiled]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -121,8 +124,8 @@ class Gateway:
                 platform = await self.platform.handle(method, path, _query(scope), headers)
             custom = None
             if platform is None:
-                routes = self._http_routes if nubes_path else self._aws_path_routes
-                custom = self._match(routes, host, path, method, headers)
+                routes = self._http_routes if nubes_path else self._routes_for(host)
+                custom = self._match(routes, host, path, method, headers) if routes else None
             if platform is not None:
                 response = platform
             elif custom is not None:
@@ -158,6 +161,16 @@ class Gateway:
             if m is not None:
                 return model, method, m
         return None
+
+    def _routes_for(self, host: str) -> list[_Compiled]:
+        routes = self._routes_by_host.get(host)
+        if routes is None:
+            if len(self._routes_by_host) >= 512:  # hosts are the client's to choose: stay bounded
+                self._routes_by_host.clear()
+            routes = self._routes_by_host[host] = [
+                r for r in self._aws_path_routes if r[0] is None or self._host_match(r[0], host) is not None
+            ]
+        return routes
 
     def _host_match(self, host_re: re.Pattern[str], host: str) -> re.Match[str] | None:
         key = (host_re.pattern, host)
