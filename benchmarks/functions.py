@@ -19,6 +19,10 @@ because this machine is noisy (about 90 s in all; ``--quick`` about 35 s):
 with ``--against`` another checkout in the same run, alternating: the way to tell
 whether a change to the invoke path helps on a noisy machine.
 
+``--storm`` measures only cold starts under CPU pressure: steady load on a function whose
+init is CPU-heavy while CPU hogs load the machine, with the runtime's start limit
+(``max_starting``) and, as the same-run baseline, without it (about 20 s).
+
 ``benchmarks.functions_profile`` shows where a warm HTTP invoke spends its time.
 """
 
@@ -44,6 +48,18 @@ from nubes.settings import Settings
 ECHO = "def handler(event, context):\n    return event\n"
 BOTO = "import boto3\nimport os\n\ndef handler(event, context):\n    return os.getpid()\n"
 SLEEP = "import time\n\ndef handler(event, context):\n    time.sleep(1)\n    return 1\n"
+#: init burns 150 ms of CPU (like building SDK clients at module level), each call 4 ms
+CPU_INIT = """import os, time
+def burn(seconds):
+    t = time.process_time()
+    while time.process_time() - t < seconds:
+        pass
+burn(0.15)
+def handler(event, context):
+    burn(0.004)
+    time.sleep(0.02)
+    return os.getpid()
+"""
 
 
 def emit(metric: str, value: float, unit: str, baseline: float | None = None, **extra: Any) -> None:
@@ -209,6 +225,75 @@ async def burst(m: RuntimeManager, root: Path, n: int, keepalive: float) -> None
     direct_emit("instances_after_keepalive", m.stats()["sleeper"]["instances"], "instances")
 
 
+def _hog() -> None:
+    while True:
+        pass
+
+
+async def _steady_load(
+    spec: FunctionSpec, max_starting: int, rps: int, seconds: float
+) -> dict[str, Any]:
+    """``rps`` invocations a second for ``seconds`` on a fresh manager: latency and cold starts."""
+    with tempfile.TemporaryDirectory() as tmp:
+        m = RuntimeManager(
+            Settings(data_dir=Path(tmp) / "data", lambda_keepalive=30.0),
+            platform_env={},
+            max_starting=max_starting,
+        )
+        await m.start()
+        await m.zygote.ensure_started()
+        latencies: list[float] = []
+
+        async def call(i: int) -> Any:
+            t = time.perf_counter()
+            result = await m.invoke(spec, b"{}", request_id=f"s{i}")
+            latencies.append((time.perf_counter() - t) * 1000)
+            return result
+
+        calls: list[asyncio.Future[Any]] = []
+        began = time.perf_counter()
+        try:
+            while time.perf_counter() - began < seconds:
+                calls.append(asyncio.ensure_future(call(len(calls))))
+                await asyncio.sleep(1 / rps)
+            results = await asyncio.gather(*calls, return_exceptions=True)
+        finally:
+            await m.stop()
+    good = [r for r in results if not isinstance(r, BaseException)]
+    return {
+        "sent": len(calls),
+        "errors": len(results) - sum(1 for r in good if r.function_error is None),
+        "cold_starts": sum(1 for r in good if r.init_duration_ms is not None),
+        "p50_ms": round(pct(latencies, 50), 1),
+        "p99_ms": round(pct(latencies, 99), 1),
+    }
+
+
+async def start_storm(root: Path, seconds: float, rps: int = 200, hogs: int = 4) -> None:
+    """Steady load on a function with a CPU-heavy init while CPU hogs load the machine.
+
+    The same run with the start limit off (every request that finds no idle instance
+    starts one, as before the limit) is the baseline: under CPU pressure requests
+    queue, more instances start, and their inits take the CPU the requests need.
+    """
+    import multiprocessing
+
+    spec = spec_for(root, "storm", CPU_INIT, timeout_s=3)
+    procs = [multiprocessing.Process(target=_hog, daemon=True) for _ in range(hogs)]
+    for proc in procs:
+        proc.start()
+    try:
+        unlimited = await _steady_load(spec, 1_000_000, rps, seconds)
+        limited = await _steady_load(spec, 0, rps, seconds)  # 0: the default limit
+    finally:
+        for proc in procs:
+            proc.kill()
+    extra = {"rps": rps, "seconds": seconds, "cpu_hogs": hogs}
+    emit("direct_storm_p99", limited["p99_ms"], "ms", unlimited["p99_ms"], **extra,
+         limited=limited, unlimited=unlimited)  # fmt: skip
+    emit("direct_storm_cold_starts", limited["cold_starts"], "starts", unlimited["cold_starts"])
+
+
 async def direct_suite(quick: bool) -> None:
     """The runtime manager in-process: what the runtime costs without the gateway."""
     keepalive = 1.0
@@ -226,6 +311,7 @@ async def direct_suite(quick: bool) -> None:
             await burst(m, root, 100 if quick else 500, keepalive)
         finally:
             await m.stop()
+        await start_storm(root, 8.0)
 
 
 def main() -> None:
@@ -241,11 +327,19 @@ def main() -> None:
         help="only warm latency, 16-client throughput and server CPU over HTTP (with the bare echo)",
     )  # fmt: skip
     parser.add_argument(
+        "--storm", action="store_true",
+        help="only steady load on a CPU-heavy-init function under CPU hogs, start limit on/off",
+    )  # fmt: skip
+    parser.add_argument(
         "--against", metavar="SRC",
         help="with --warm-only: also measure another checkout's src directory in the same run",
     )  # fmt: skip
     args = parser.parse_args()
     began = time.perf_counter()
+    if args.storm:
+        with tempfile.TemporaryDirectory() as tmp:
+            asyncio.run(start_storm(Path(tmp), 8.0))
+        return
     if args.warm_only:
         functions_suite.warm_suite(args.quick, emit, args.against)
         emit("benchmark_wall_time", time.perf_counter() - began, "s", None)

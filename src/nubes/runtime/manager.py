@@ -22,6 +22,7 @@ import os
 import secrets
 import shutil
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,7 +79,7 @@ class _Pool:
     #: the most that were starting at once (stats, tests)
     peak_starting: int = 0
     #: requests waiting for an instance or a start slot, first come first served
-    waiters: list[_Turn] = field(default_factory=list)
+    waiters: deque[_Turn] = field(default_factory=deque)
 
 
 @dataclass
@@ -426,7 +427,7 @@ class RuntimeManager:
 
     def _next_waiter(self, pool: _Pool) -> _Turn | None:
         while pool.waiters:
-            turn = pool.waiters.pop(0)
+            turn = pool.waiters.popleft()
             if not turn.done():
                 return turn
         return None
