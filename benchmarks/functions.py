@@ -210,14 +210,28 @@ async def idle_memory(m: RuntimeManager, root: Path) -> None:
     direct_emit("idle_instance_uss", uss_kb(pid) / 1024, "MB")
 
 
+async def loop_lag(lags: list[float], tick: float = 0.005) -> None:
+    """Record how late each ``tick`` of the event loop came (ms) until cancelled."""
+    loop = asyncio.get_running_loop()
+    while True:
+        t = loop.time()
+        await asyncio.sleep(tick)
+        lags.append((loop.time() - t - tick) * 1000)
+
+
 async def burst(m: RuntimeManager, root: Path, n: int, keepalive: float) -> None:
     """n concurrent 1-second invocations all succeed; then the pool scales to zero."""
     spec = spec_for(root, "sleeper", SLEEP, timeout_s=30)
+    lags: list[float] = []
+    watchdog = asyncio.ensure_future(loop_lag(lags))
     started = time.perf_counter()
     results = await asyncio.gather(
         *(m.invoke(spec, b"{}", request_id=f"b{i}") for i in range(n)), return_exceptions=True
     )
     elapsed = time.perf_counter() - started
+    watchdog.cancel()
+    # how long the event loop was busy without a break: what every other request waited
+    direct_emit(f"burst_{n}_loop_stall_max", max(lags, default=0.0), "ms")
     ok = sum(1 for r in results if not isinstance(r, BaseException) and r.function_error is None)
     direct_emit(f"burst_{n}_sleep_1s_succeeded", ok, "invocations", n)
     direct_emit(f"burst_{n}_sleep_1s_wall", elapsed, "s", 1.0)

@@ -37,7 +37,10 @@ def test_the_manager_side_buffer_splits_any_chunking() -> None:
     buffer = protocol.FrameBuffer()  # one whole frame per read (the usual case) ...
     whole = [f for frame in frames for f in buffer.feed(frame)]
     whole += buffer.feed(frames[0][:3]) + buffer.feed(frames[0][3:] + frames[1])  # ... and not
-    assert [(h["n"], len(p)) for _, h, p in whole] == [(i, i * 100) for i in range(5)] + [(0, 0), (1, 100)]
+    assert [(h["n"], len(p)) for _, h, p in whole] == [(i, i * 100) for i in range(5)] + [
+        (0, 0),
+        (1, 100),
+    ]
 
 
 def test_the_instance_reader_handles_coalesced_split_and_large_frames() -> None:
@@ -80,7 +83,9 @@ def test_the_instance_reader_reports_a_closed_channel_mid_frame() -> None:
 
 
 def test_a_client_context_reaches_the_handler_exactly(harness: Any) -> None:
-    code = harness.code("def handler(event, context):\n    return repr(context.client_context.custom)\n")
+    code = harness.code(
+        "def handler(event, context):\n    return repr(context.client_context.custom)\n"
+    )
     custom = '{"big": 123456789012345678901234567890, "f": 0.1, "n": -0, "s": "\\u00e9"}'
 
     async def scenario(m: RuntimeManager) -> Any:
