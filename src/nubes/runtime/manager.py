@@ -251,6 +251,13 @@ class RuntimeManager:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._reaper = self._zygote_start = None
+        for pool in self._pools.values():
+            # requests waiting for a turn would start instances (and a zygote) again
+            while (turn := self._next_waiter(pool)) is not None:
+                turn.set_exception(
+                    AwsError("ServiceException", "The function runtime is stopping", 500,
+                             sender_fault=False, fields={"Type": "Service"})
+                )  # fmt: skip
         instances = [i for pool in self._pools.values() for i in pool.instances]
         self._pools.clear()
         await asyncio.gather(*(i.stop() for i in instances), return_exceptions=True)
@@ -406,7 +413,7 @@ class RuntimeManager:
             # cancelled: whatever was handed over in the meantime goes to the next in line
             with contextlib.suppress(ValueError):
                 pool.waiters.remove(turn)
-            if turn.done() and not turn.cancelled():
+            if turn.done() and not turn.cancelled() and turn.exception() is None:
                 handed = turn.result()
                 if handed is None:
                     self._end_start(pool)

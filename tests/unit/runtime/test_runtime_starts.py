@@ -181,3 +181,21 @@ def test_stop_while_the_zygote_starts_leaves_no_process(harness: Any) -> None:
     popen, running = harness.run(scenario)
     assert popen is not None and running is False
     assert popen.poll() is not None  # stop() killed and reaped it
+
+
+def test_stop_fails_waiting_requests(harness: Any, new_rid: Callable[[], str]) -> None:
+    harness.manager_options = {"max_starting": 1}
+    spec = _slow(harness, init_s=1.0)
+
+    async def scenario(m: RuntimeManager) -> Any:
+        calls = [
+            asyncio.ensure_future(m.invoke(spec, b"{}", request_id=new_rid())) for _ in range(3)
+        ]
+        await asyncio.sleep(0.2)
+        await m.stop()
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        return outcomes, m.zygote.running
+
+    (_, *waiting), running = harness.run(scenario)
+    assert [getattr(o, "code", o) for o in waiting] == ["ServiceException"] * 2
+    assert running is False  # nobody started the zygote again after the stop
