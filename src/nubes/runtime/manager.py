@@ -623,12 +623,15 @@ class RuntimeManager:
         return self.isolate and self.zygote.isolation_available
 
     def stats(self) -> dict[str, dict[str, Any]]:
-        """Per function: instances, busy, invocations, last_invocation (epoch seconds)."""
+        """Per function: instances, starting, waiting (for an instance or a start slot),
+        busy, invocations, last_invocation (epoch seconds)."""
         out: dict[str, dict[str, Any]] = {}
         for name, st in self._functions.items():
-            instances = sum(len(p.instances) for k, p in self._pools.items() if k[0] == name)
+            pools = [p for k, p in self._pools.items() if k[0] == name]
             out[name] = {
-                "instances": instances,
+                "instances": sum(len(p.instances) for p in pools),
+                "starting": sum(p.starting for p in pools),
+                "waiting": sum(sum(not t.done() for t in p.waiters) for p in pools),
                 "busy": st.busy,
                 "invocations": st.invocations,
                 "last_invocation": st.last_invocation,

@@ -126,12 +126,14 @@ def test_cancelled_waiter_passes_its_turn_on(harness: Any, new_rid: Callable[[],
         await asyncio.sleep(0.1)
         pool = m._pools[(spec.name, spec.version)]
         waiting = len(pool.waiters)
+        during = m.stats()[spec.name]
         calls[1].cancel()
         done = await asyncio.gather(*calls, return_exceptions=True)
-        return waiting, done, pool.starting, len(pool.waiters), m.stats()[spec.name]["busy"]
+        return waiting, during, done, pool.starting, len(pool.waiters), m.stats()[spec.name]["busy"]
 
-    waiting, done, starting, waiters, busy = harness.run(scenario)
+    waiting, during, done, starting, waiters, busy = harness.run(scenario)
     assert waiting == 3
+    assert (during["starting"], during["waiting"], during["busy"]) == (1, 3, 4)
     assert isinstance(done[1], asyncio.CancelledError)
     assert all(d.function_error is None for i, d in enumerate(done) if i != 1)
     assert starting == 0 and waiters == 0 and busy == 0
