@@ -70,6 +70,9 @@ class Settings:
     #: seconds a node's lease on a running Step Functions execution lasts without
     #: renewal (PostgreSQL clusters): how soon another node adopts a dead node's work
     sfn_lease_seconds: float = field(default=20.0, metadata={"env": "NUBES_SFN_LEASE_SECONDS"})
+    #: instances of one function version starting at the same time (0: the CPUs this
+    #: process may use); requests beyond wait for an idle instance or a start slot
+    lambda_max_starting: int = field(default=0, metadata={"env": "NUBES_LAMBDA_MAX_STARTING"})
     #: account-wide concurrent executions (AWS default 1000).
     lambda_concurrency: int = field(default=1000, metadata={"env": "NUBES_LAMBDA_CONCURRENCY"})
     #: ``HOST:PORT`` of an SMTP server SES forwards mail to; empty keeps it in the mailbox.

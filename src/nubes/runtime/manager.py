@@ -204,7 +204,7 @@ class RuntimeManager:
         self.isolate = isolate
         self.on_invocation = on_invocation
         #: instances of one function version that may be starting at the same time
-        self.max_starting = max(1, max_starting or default_max_starting())
+        self.max_starting = max(1, max_starting or settings.lambda_max_starting or default_max_starting())
         # absolute: instances run with the function's code directory as their cwd
         self.work_dir = Path(settings.data_dir).resolve() / "runtime"
         self.zygote = ZygoteClient(self.work_dir, isolate=isolate)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -201,3 +202,13 @@ def test_stop_fails_waiting_requests(harness: Any, new_rid: Callable[[], str]) -
     (_, *waiting), running = harness.run(scenario)
     assert [getattr(o, "code", o) for o in waiting] == ["ServiceException"] * 2
     assert running is False  # nobody started the zygote again after the stop
+
+
+def test_start_limit_from_the_settings(tmp_path: Path) -> None:
+    from nubes.runtime.manager import default_max_starting
+    from nubes.settings import Settings
+
+    env = {"NUBES_DATA_DIR": str(tmp_path), "NUBES_LAMBDA_MAX_STARTING": "3"}
+    assert RuntimeManager(Settings.load(env=env), platform_env={}).max_starting == 3
+    default = RuntimeManager(Settings.load(env={"NUBES_DATA_DIR": str(tmp_path)}), platform_env={})
+    assert default.max_starting == default_max_starting() >= 1
