@@ -63,10 +63,6 @@ def test_groups(scheduler: Any) -> None:
     assert info.value.response["Error"]["Code"] == "ResourceNotFoundException"
 
 
-@pytest.mark.xfail(
-    reason="the gateway routes REST requests on the decoded path, so an ARN "
-    "label with '/' (%2F) does not match /tags/{ResourceArn}"
-)
 def test_group_tags(scheduler: Any) -> None:
     name = _name("g")
     arn = scheduler.create_schedule_group(Name=name, Tags=[{"Key": "k", "Value": "v"}])[
