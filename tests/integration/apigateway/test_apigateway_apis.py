@@ -4,11 +4,9 @@ Cognito authorizers, WebSocket APIs with @connections pushes."""
 
 from __future__ import annotations
 
-import io
 import json
 import urllib.error
 import urllib.request
-import zipfile
 from typing import Any
 
 import pytest
@@ -39,13 +37,7 @@ WS = (
 
 
 def _function(nubes: NubesServer, name: str, code: str) -> str:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("app.py", code)
-    lam = nubes.client("lambda")
-    arn: str = lam.create_function(FunctionName=name, Runtime="python3.12", Handler="app.handler",
-                                   Role="arn:aws:iam::000000000000:role/x", Code={"ZipFile": buf.getvalue()})["FunctionArn"]  # fmt: skip
-    lam.get_waiter("function_active_v2").wait(FunctionName=name)
+    arn: str = nubes.create_function(code, name=name)["FunctionArn"]
     return arn
 
 

@@ -3,11 +3,9 @@ with payloadFormatVersion, JWT authorizers, CORS; bad documents store nothing.""
 
 from __future__ import annotations
 
-import io
 import json
 import urllib.error
 import urllib.request
-import zipfile
 
 import pytest
 from botocore.exceptions import ClientError
@@ -18,13 +16,7 @@ ECHO = "import json\ndef handler(event, context):\n    return {'statusCode': 200
 
 
 def _function(nubes: NubesServer, name: str) -> str:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("app.py", ECHO)
-    lam = nubes.client("lambda")
-    arn: str = lam.create_function(FunctionName=name, Runtime="python3.12", Handler="app.handler",
-                                   Role="arn:aws:iam::000000000000:role/x", Code={"ZipFile": buf.getvalue()})["FunctionArn"]  # fmt: skip
-    lam.get_waiter("function_active_v2").wait(FunctionName=name)
+    arn: str = nubes.create_function(ECHO, name=name)["FunctionArn"]
     return arn
 
 

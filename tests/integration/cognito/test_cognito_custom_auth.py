@@ -75,10 +75,7 @@ def _zip(code: str) -> bytes:
 
 
 def _function(nubes: NubesServer, name: str, code: str) -> str:
-    lam = nubes.client("lambda")
-    arn: str = lam.create_function(FunctionName=name, Runtime="python3.12", Handler="app.handler", Timeout=30,
-                                   Role="arn:aws:iam::000000000000:role/x", Code={"ZipFile": _zip(code)})["FunctionArn"]  # fmt: skip
-    lam.get_waiter("function_active_v2").wait(FunctionName=name)
+    arn: str = nubes.create_function(code, name=name, Timeout=30)["FunctionArn"]
     return arn
 
 
