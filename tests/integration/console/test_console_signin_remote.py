@@ -118,8 +118,11 @@ def test_forged_cookie_is_refused(shared: NubesServer) -> None:
     assert remote.cookie is not None
     name, token = remote.cookie.split("=", 1)
     version, payload, mac = token.split(".")
-    flipped = mac[:-1] + ("A" if mac[-1] != "A" else "B")
-    for forged in (f"{version}.{payload}.{flipped}", f"{version}.{payload[:-1]}.{mac}", ""):
+    flipped = ("A" if mac[0] != "A" else "B") + mac[1:]
+    # the last character's low bits are base64 padding: same bytes, another spelling
+    respelled = mac[:-1] + chr(ord(mac[-1]) ^ 1)
+    for forged in (f"{version}.{payload}.{flipped}", f"{version}.{payload}.{respelled}",
+                   f"{version}.{payload[:-1]}.{mac}", ""):  # fmt: skip
         remote.cookie = f"{name}={forged}"
         status, _, raw = remote.send("/_nubes/console/api/buckets")
         assert status == 401 and _error_code(raw) == "SignInRequired", forged
