@@ -62,10 +62,15 @@ def test_private_tmp_and_read_only_code(
         wrote, other, isolated = harness.run(scenario)
     finally:
         Path("/tmp", marker).unlink()
+    leaked = Path("/tmp", secret)
     if not all(i.get("tmp") and i.get("read_only") for i in isolated):
+        leaked.unlink(missing_ok=True)  # without a private /tmp the probe wrote the host's
         pytest.skip(f"no mount namespaces for instances here: {isolated}")
-    first, second = json.loads(wrote.payload), json.loads(other.payload)
-    assert first == {"tmp": [secret], "code_writable": False}
-    assert second == {"tmp": [], "code_writable": False}
-    assert not Path("/tmp", secret).exists()  # the host's /tmp never saw it
-    assert not (a.code_dir / "new.txt").exists()
+    try:
+        first, second = json.loads(wrote.payload), json.loads(other.payload)
+        assert first == {"tmp": [secret], "code_writable": False}
+        assert second == {"tmp": [], "code_writable": False}
+        assert not leaked.exists()  # the host's /tmp never saw it
+        assert not (a.code_dir / "new.txt").exists()
+    finally:
+        leaked.unlink(missing_ok=True)
