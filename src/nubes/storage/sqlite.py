@@ -289,21 +289,14 @@ class SqliteStore:
             conn.execute("PRAGMA busy_timeout = 0")
             self._busy_wait = False
         try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError:
-            return False, None
-        try:
-            value = fn(SqliteTxn(conn, True))
-        except BaseException as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise as_deliverable(exc) from None
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise StoreError(f"commit failed: {exc}") from None
+            ((ok, value),) = self._commit(conn, [(fn, None, None)])
+        except sqlite3.OperationalError as exc:
+            # BEGIN IMMEDIATE found another process's lock: fn has not run
+            if "locked" in str(exc) or "busy" in str(exc):
+                return False, None
+            raise
+        if not ok:
+            raise value
         self._commits_since_checkpoint += 1
         if self._commits_since_checkpoint == CHECKPOINT_COMMITS:
             self._request_checkpoint()
