@@ -6,7 +6,11 @@ import base64
 import hashlib
 import time
 import uuid
-from typing import Any
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import rsa
 
 ID_TOKEN_SECONDS = 3600
 ACCESS_TOKEN_SECONDS = 3600
@@ -44,14 +48,20 @@ def _b64(n: int) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def jwks(kid: str, private_pem: str) -> dict[str, Any]:
-    """The pool's public keys as ``/.well-known/jwks.json`` serves them."""
+@lru_cache(maxsize=64)
+def _private_key(private_pem: str) -> rsa.RSAPrivateKey:
+    """A pool's signing key, parsed once (every sign-in signs, every token check verifies)."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     key = serialization.load_pem_private_key(private_pem.encode(), password=None)
     assert isinstance(key, rsa.RSAPrivateKey)
-    numbers = key.public_key().public_numbers()
+    return key
+
+
+def jwks(kid: str, private_pem: str) -> dict[str, Any]:
+    """The pool's public keys as ``/.well-known/jwks.json`` serves them."""
+    numbers = _private_key(private_pem).public_key().public_numbers()
     return {"keys": [{"alg": "RS256", "e": _b64(numbers.e), "kid": kid, "kty": "RSA", "n": _b64(numbers.n), "use": "sig"}]}
 
 
@@ -76,7 +86,7 @@ def openid_configuration(issuer: str, hosted: str | None = None) -> dict[str, An
 def sign(claims: dict[str, Any], kid: str, private_pem: str) -> str:
     import jwt
 
-    return jwt.encode(claims, private_pem, algorithm="RS256", headers={"kid": kid})
+    return jwt.encode(claims, _private_key(private_pem), algorithm="RS256", headers={"kid": kid})
 
 
 def issue(pool: dict[str, Any], client_id: str, user: dict[str, Any], groups: list[str], *,
@@ -170,13 +180,9 @@ def unverified_claims(token: str) -> dict[str, Any] | None:
 def verify(token: str, pool: dict[str, Any]) -> dict[str, Any] | None:
     """Claims of a valid, unexpired token signed by the pool; else None."""
     import jwt
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
 
-    key = serialization.load_pem_private_key(pool["PrivateKey"].encode(), password=None)
-    assert isinstance(key, rsa.RSAPrivateKey)
     try:
-        claims: dict[str, Any] = jwt.decode(token, key.public_key(), algorithms=["RS256"], issuer=pool["Issuer"],
+        claims: dict[str, Any] = jwt.decode(token, _private_key(pool["PrivateKey"]).public_key(), algorithms=["RS256"], issuer=pool["Issuer"],
                                             options={"verify_aud": False})  # fmt: skip
         return claims
     except jwt.PyJWTError:
