@@ -288,11 +288,19 @@ class SqliteStore:
         if self._busy_wait:  # never wait for another process's lock on the event loop
             conn.execute("PRAGMA busy_timeout = 0")
             self._busy_wait = False
+        ran = False
+
+        def once(txn: Txn) -> T:
+            nonlocal ran
+            ran = True
+            return fn(txn)
+
         try:
-            ((ok, value),) = self._commit(conn, [(fn, None, None)])
+            ((ok, value),) = self._commit(conn, [(once, None, None)])
         except sqlite3.OperationalError as exc:
-            # BEGIN IMMEDIATE found another process's lock: fn has not run
-            if "locked" in str(exc) or "busy" in str(exc):
+            # BEGIN IMMEDIATE found another process's lock before fn ran: the writer
+            # thread, which may wait, takes it; once fn has run it is never run again
+            if not ran and ("locked" in str(exc) or "busy" in str(exc)):
                 return False, None
             raise
         if not ok:
