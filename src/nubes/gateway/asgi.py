@@ -20,7 +20,7 @@ from nubes.aws.protocol import (
 )
 from nubes.aws.sigv4 import scope_of
 from nubes.aws.spec import Catalog, ServiceIndex, build_catalog
-from nubes.gateway.auth import REVOKED_TOPIC, Authenticator
+from nubes.gateway.auth import Authenticator
 from nubes.gateway.platform import PlatformRoutes, json_response
 from nubes.gateway.routing import Route, resolve
 from nubes.services.base import HttpRequest, HttpRoute, RequestContext
@@ -61,8 +61,7 @@ class Gateway:
     def __init__(self, app: App) -> None:
         self.app = app
         self.catalog: Catalog = build_catalog(app.specs.keys())
-        self.auth = Authenticator(dict(app.settings.credentials), lambda: app.store)
-        app.bus.subscribe(REVOKED_TOPIC, lambda key: self.auth.forget(str(key)))
+        self.auth = Authenticator.for_app(app)
         self.platform = PlatformRoutes(app)
         self._http_routes: list[_Compiled] = []
         self._ws_routes: list[_Compiled] = []

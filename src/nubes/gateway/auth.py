@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -12,6 +13,9 @@ from nubes.aws import sigv4
 from nubes.aws.errors import AwsError
 from nubes.aws.protocol.types import WireRequest
 from nubes.storage.base import Store, Txn
+
+if TYPE_CHECKING:
+    from nubes.app import App
 
 #: how long a credential read from the store is trusted before it is read again
 CACHE_SECONDS = 30.0
@@ -67,6 +71,14 @@ class Authenticator:
         #: when each cached temporary credential was loaded (re-read after CACHE_SECONDS,
         #: so a key deleted on another node stops working there too)
         self._loaded: dict[str, float] = {}
+
+    @classmethod
+    def for_app(cls, app: App) -> Authenticator:
+        """An authenticator for ``app``'s credentials and store that forgets a key as
+        soon as any node revokes it (the ``auth:revoked`` bus topic)."""
+        auth = cls(dict(app.settings.credentials), lambda: app.store)
+        app.bus.subscribe(REVOKED_TOPIC, lambda key: auth.forget(str(key)))
+        return auth
 
     def forget(self, access_key: str) -> None:
         """Drop a cached credential (its key was deleted or revoked)."""

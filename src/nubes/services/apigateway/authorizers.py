@@ -14,7 +14,7 @@ import orjson
 from nubes.app import App
 from nubes.aws.errors import AwsError
 from nubes.aws.protocol.types import WireRequest
-from nubes.gateway.auth import REVOKED_TOPIC, Authenticator
+from nubes.gateway.auth import Authenticator
 from nubes.services.apigateway.payloads import Incoming, event_v1, event_v2
 
 if TYPE_CHECKING:
@@ -88,9 +88,8 @@ class Authorizers:
         self.app = app
         self._jwks: dict[str, jwt.PyJWKClient] = {}
         self._cache: dict[tuple[str, tuple[str, ...]], tuple[float, dict[str, Any] | None]] = {}
-        self._iam = Authenticator(dict(app.settings.credentials), lambda: app.store)
         # a deleted access key stops signing here at once, as at the gateway
-        app.bus.subscribe(REVOKED_TOPIC, lambda key: self._iam.forget(str(key)))
+        self._iam = Authenticator.for_app(app)
 
     # -- JWT ------------------------------------------------------------------------
 
@@ -238,19 +237,19 @@ class Authorizers:
 
     # -- IAM ----------------------------------------------------------------------------
 
-    async def iam(self, req: Incoming, raw_path: str, *other_paths: str) -> dict[str, Any]:
+    async def iam(self, req: Incoming, raw_path: str) -> dict[str, Any]:
         """SigV4 on the request itself (``execute-api``); the caller's identity.
 
-        ``raw_path`` is the path as the client sent it, or a spelling of it: the
-        gateway hands over the decoded path, so ``other_paths`` and the usual
-        spellings of it (sub-delimiters like ``=`` ``@`` ``:`` left as they are, or
-        all escaped) are tried in turn when the signature does not match."""
+        ``raw_path`` is the path as the client sent it, or (a request made
+        in-process) a spelling of it: the usual other spellings (sub-delimiters like
+        ``=`` ``@`` ``:`` left as they are, or all escaped) are tried in turn when the
+        signature does not match."""
         query: dict[str, list[str]] = {}
         for key, value in parse_qsl(req.raw_query, keep_blank_values=True):
             query.setdefault(key, []).append(value)
         wire = WireRequest(req.method, raw_path, query, req.headers, req.body)
         decoded = unquote(raw_path)
-        spellings = list(dict.fromkeys((raw_path, *other_paths, quote(decoded, safe=_PCHAR), quote(decoded))))
+        spellings = list(dict.fromkeys((raw_path, quote(decoded, safe=_PCHAR), quote(decoded))))
         access_key: str | None = None
         for i, path in enumerate(spellings):
             try:

@@ -14,7 +14,7 @@ from nubes.app import App
 from nubes.aws.errors import AwsError
 from nubes.aws.protocol.types import WireResponse
 from nubes.console import api, session
-from nubes.gateway.auth import REVOKED_TOPIC, Authenticator
+from nubes.gateway.auth import Authenticator
 from nubes.services.base import HttpRequest, Provider
 
 log = logging.getLogger(__name__)
@@ -70,8 +70,7 @@ class ConsoleProvider(Provider):
         super().__init__(app)
         # the gateway's own resolution of access keys: configured credentials, then
         # STS temporary credentials in the store (with their session token and expiry)
-        self._auth = Authenticator(dict(app.settings.credentials), lambda: app.store)
-        app.bus.subscribe(REVOKED_TOPIC, lambda key: self._auth.forget(str(key)))
+        self._auth = Authenticator.for_app(app)
         self._key: bytes | None = None
         self._failed = session.FailedSignins()
 

@@ -25,7 +25,7 @@ import orjson
 from nubes.aws.errors import AwsError
 from nubes.aws.protocol.types import WireRequest, WireResponse
 from nubes.aws.sigv4 import scope_of
-from nubes.gateway.auth import REVOKED_TOPIC, Authenticator
+from nubes.gateway.auth import Authenticator
 from nubes.services.base import HttpRequest, RequestContext
 from nubes.services.lambda_ import store as st
 from nubes.services.lambda_.common import LambdaBase
@@ -64,8 +64,7 @@ class UrlsMixin(LambdaBase):
     def _authenticator(self) -> Authenticator:
         """The gateway's verifier (static keys, then STS credentials), made on first use."""
         if self._url_auth is None:
-            auth = self._url_auth = Authenticator(dict(self.app.settings.credentials), lambda: self.app.store)
-            self.app.bus.subscribe(REVOKED_TOPIC, lambda key: auth.forget(str(key)))
+            self._url_auth = Authenticator.for_app(self.app)
         return self._url_auth
 
     async def _iam_caller(self, request: HttpRequest) -> str | WireResponse:
