@@ -21,7 +21,7 @@ from typing import IO, Any
 
 import orjson
 from botocore.exceptions import DataNotFoundError
-from botocore.loaders import Loader
+from botocore.loaders import Loader, deep_merge
 
 #: how much of a model file is read at a time while looking for its metadata
 _CHUNK = 4096
@@ -107,7 +107,7 @@ def _read_metadata(loader: Loader, name: str) -> dict[str, Any]:
         with opener(path, "rb") as fh:
             meta = dict(json.loads(fh.read())["metadata"])
     for extras in _extras(loader, name, version):
-        _deep_merge(meta, extras.get("merge", {}).get("metadata", {}))
+        deep_merge(meta, extras.get("merge", {}).get("metadata", {}))
     return meta
 
 
@@ -126,7 +126,7 @@ def model_data(name: str) -> dict[str, Any]:
     with opener(path, "rb") as fh:
         data: dict[str, Any] = orjson.loads(fh.read())
     for extras in _extras(LOADER, name, version):
-        _deep_merge(data, extras.get("merge", {}))
+        deep_merge(data, extras.get("merge", {}))
     return data
 
 
@@ -138,15 +138,6 @@ def _extras(loader: Loader, name: str, version: str) -> Iterator[dict[str, Any]]
             yield loader.load_data(os.path.join(name, version, f"service-2.{extras_type}-extras"))
         except DataNotFoundError:
             pass
-
-
-def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> None:
-    """botocore.loaders' merge: nested dicts merge, anything else replaces."""
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _deep_merge(base[key], value)
-        else:
-            base[key] = value
 
 
 def _model_path(loader: Loader, name: str, version: str) -> str | None:
