@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from nubes.aws.errors import AwsError
+from nubes.aws.protocol.values import require
 from nubes.services.dynamodb.types import invalid_parameter, validation
 from nubes.storage.base import Txn
 from nubes.storage.keys import pack
@@ -331,9 +332,8 @@ def create_record(params: dict[str, Any], arn: str, now: float, taken_labels: Co
             if d["AttributeName"] in seen:
                 raise invalid_parameter(f"Duplicate AttributeName in AttributeDefinitions: {d['AttributeName']}")
             seen.add(d["AttributeName"])
-    schema = params.get("KeySchema")
-    if schema is None:  # botocore's newer models no longer require it
-        raise validation("1 validation error detected: Value null at 'keySchema' failed to satisfy constraint: Member must not be null")
+    require(params, "KeySchema")  # botocore's newer models no longer require it
+    schema = params["KeySchema"]
     _check_key_schema(schema, defined, "")
     billing = _billing(params)
     gsis = [build_index(g, arn, billing, defined, "GSI") for g in params.get("GlobalSecondaryIndexes") or []]

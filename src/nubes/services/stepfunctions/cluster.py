@@ -34,7 +34,6 @@ OWNERS = "sfn.owners"
 LEASE_SECONDS = 20.0
 #: how often a node renews its leases and looks for orphaned executions (at most)
 RENEW_SECONDS = 5.0
-#: the environment variable that sets the lease length
 #: bus name that makes every node look at stop requests and orphans now
 WAKE = "sfn:cluster"
 
