@@ -382,17 +382,7 @@ def handler(event, context):
 
 
 def test_v3_pre_token_trigger_for_machine_and_user_tokens_and_get_client_token(nubes: NubesServer) -> None:
-    import io
-    import zipfile
-
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("app.py", V3_TRIGGER)
-    lam = nubes.client("lambda")
-    name = f"v3-{uuid.uuid4().hex[:6]}"
-    fn = lam.create_function(FunctionName=name, Runtime="python3.12", Handler="app.handler",
-                             Role="arn:aws:iam::000000000000:role/x", Code={"ZipFile": buf.getvalue()})["FunctionArn"]  # fmt: skip
-    lam.get_waiter("function_active_v2").wait(FunctionName=name)
+    fn = nubes.create_function(V3_TRIGGER, name=f"v3-{uuid.uuid4().hex[:6]}")["FunctionArn"]
     env = _setup(nubes)
     idp, pool_id = env["idp"], env["pool_id"]
     idp.update_user_pool(UserPoolId=pool_id, LambdaConfig={"PreTokenGenerationConfig": {"LambdaVersion": "V3_0", "LambdaArn": fn}})

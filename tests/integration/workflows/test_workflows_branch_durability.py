@@ -5,12 +5,10 @@ SQLite store and on PostgreSQL."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import time
 import uuid
-import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -40,22 +38,12 @@ def handler(event, context):
 """
 
 
-def _zip(source: str) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as archive:
-        archive.writestr("app.py", source)
-    return buf.getvalue()
-
-
 def _setup_counter(server: NubesServer) -> None:
-    ddb, lam = server.client("dynamodb"), server.client("lambda")
+    ddb = server.client("dynamodb")
     ddb.create_table(TableName="calls", BillingMode="PAY_PER_REQUEST",
                      KeySchema=[{"AttributeName": "name", "KeyType": "HASH"}],
                      AttributeDefinitions=[{"AttributeName": "name", "AttributeType": "S"}])
-    lam.create_function(FunctionName="count", Runtime="python3.12", Handler="app.handler",
-                        Role=ROLE, Code={"ZipFile": _zip(COUNTER)}, Timeout=30)
-    lam.get_waiter("function_active_v2").wait(
-        FunctionName="count", WaiterConfig={"Delay": 0.1, "MaxAttempts": 100})
+    server.create_function(COUNTER, name="count", Role=ROLE, Timeout=30)
 
 
 def _calls(server: NubesServer) -> dict[str, int]:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import io
 import json
 import time
 import uuid
-import zipfile
 from typing import Any
 
 from nubes.testing.server import NubesServer
@@ -67,26 +65,10 @@ def test_status_change_events(nubes: NubesServer) -> None:
     assert done["detail"]["executionArn"] == run and done["detail"]["output"] == '{"a":1}'
 
 
-def _zip(source: str) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as archive:
-        archive.writestr("app.py", source)
-    return buf.getvalue()
-
-
 def test_map_over_lambda_and_express_logging(nubes: NubesServer) -> None:
-    sfn, lam, logs = (nubes.client(s) for s in ("stepfunctions", "lambda", "logs"))
+    sfn, logs = (nubes.client(s) for s in ("stepfunctions", "logs"))
     fn = _name("square")
-    lam.create_function(
-        FunctionName=fn,
-        Runtime="python3.12",
-        Handler="app.handler",
-        Role=ROLE,
-        Code={"ZipFile": _zip("def handler(e, c):\n    return e['v'] * e['v']\n")},
-    )
-    lam.get_waiter("function_active_v2").wait(
-        FunctionName=fn, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100}
-    )
+    nubes.create_function("def handler(e, c):\n    return e['v'] * e['v']\n", name=fn, Role=ROLE)
     group = f"/aws/vendedlogs/states/{_name('g')}"
     logs.create_log_group(logGroupName=group)
     group_arn = f"arn:aws:logs:us-east-1:000000000000:log-group:{group}:*"
