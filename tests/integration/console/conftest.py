@@ -1,9 +1,13 @@
-"""Shared fixtures of the console tests: a populated nubes and JSON helpers."""
+"""Shared fixtures of the console tests: a populated nubes, JSON helpers, and a
+chromium page (Debian's chromium driven by playwright; the browser tests skip,
+saying why, where either is missing)."""
 
 from __future__ import annotations
 
 import io
 import json
+import os
+import shutil
 import time
 import urllib.error
 import urllib.parse
@@ -15,6 +19,28 @@ from typing import Any
 import pytest
 
 from nubes.testing.server import NubesServer
+
+CHROMIUM = os.environ.get("NUBES_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def page() -> Any:
+    """A chromium page, or a skip when chromium or playwright is not installed."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"chromium is not installed ({CHROMIUM})")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+            errors: list[str] = []
+            tab.on("pageerror", lambda exc: errors.append(str(exc)))
+            tab.js_errors = errors
+            yield tab
+        finally:
+            browser.close()
 
 HANDLER = """
 def handler(event, context):

@@ -7,35 +7,11 @@ chromium``, which ``.ci/run`` does), and without it these tests skip, saying so.
 from __future__ import annotations
 
 import os
-import shutil
 from typing import Any
-
-import pytest
 
 from nubes.testing.server import NubesServer
 
-CHROMIUM = os.environ.get("NUBES_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOT_DIR = os.environ.get("NUBES_CONSOLE_SCREENSHOTS", "/tmp")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def page() -> Any:
-    """A chromium page, or a skip when chromium or playwright is not installed."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"chromium is not installed ({CHROMIUM})")
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            tab = browser.new_page(viewport={"width": 1400, "height": 1000})
-            errors: list[str] = []
-            tab.on("pageerror", lambda exc: errors.append(str(exc)))
-            tab.js_errors = errors
-            yield tab
-        finally:
-            browser.close()
 
 
 def test_console_overview_renders(page: Any, nubes: NubesServer) -> None:

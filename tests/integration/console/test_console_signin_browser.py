@@ -7,9 +7,6 @@ non-loopback address.
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,43 +14,9 @@ import pytest
 
 from nubes.testing.server import NubesServer
 
-
-def _outside_address() -> str | None:
-    """An IPv4 address of this machine that is not loopback (the default route's source)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        try:
-            sock.connect(("203.0.113.1", 9))  # TEST-NET-3: only picks a route, sends nothing
-        except OSError:
-            return None
-        address: str = sock.getsockname()[0]
-    return None if address.startswith("127.") or address == "0.0.0.0" else address
-
-
-OUTSIDE = _outside_address()
-
-CHROMIUM = os.environ.get("NUBES_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]  # fmt: skip
+from .remote import OUTSIDE
 
 pytestmark = pytest.mark.skipif(OUTSIDE is None, reason="this machine has no non-loopback address")
-
-
-@pytest.fixture(scope="module")
-def page() -> Any:
-    """A chromium page, or a skip when chromium or playwright is not installed."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"chromium is not installed ({CHROMIUM})")
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            tab = browser.new_page(viewport={"width": 1400, "height": 1000})
-            errors: list[str] = []
-            tab.on("pageerror", lambda exc: errors.append(str(exc)))
-            tab.js_errors = errors
-            yield tab
-        finally:
-            browser.close()
 
 
 @pytest.fixture(scope="module")

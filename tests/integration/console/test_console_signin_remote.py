@@ -4,7 +4,6 @@ machine's own non-loopback address, so the server really sees a remote client.""
 from __future__ import annotations
 
 import json
-import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -15,19 +14,8 @@ import pytest
 from nubes.console.session import COOKIE
 from nubes.testing.server import NubesServer
 
+from .remote import OUTSIDE
 
-def _outside_address() -> str | None:
-    """An IPv4 address of this machine that is not loopback (the default route's source)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        try:
-            sock.connect(("203.0.113.1", 9))  # TEST-NET-3: only picks a route, sends nothing
-        except OSError:
-            return None
-        address: str = sock.getsockname()[0]
-    return None if address.startswith("127.") or address == "0.0.0.0" else address
-
-
-OUTSIDE = _outside_address()
 pytestmark = pytest.mark.skipif(OUTSIDE is None, reason="this machine has no non-loopback address")
 
 
