@@ -49,9 +49,17 @@ MAX_BATCH = 256
 READER_THREADS = 2
 #: seconds a read may run on the event loop before it is moved to the reader thread
 INLINE_READ_BUDGET = 0.0002
-#: commits after which the writer thread checkpoints the WAL (each writes a few
-#: pages; SQLite's own automatic checkpoint is at 1000 pages)
-CHECKPOINT_COMMITS = 256
+#: commits after which the writer thread checkpoints the WAL (each commit writes a
+#: page or two; SQLite's own automatic checkpoint is at 1000 pages). A checkpoint
+#: copies each page once however often it changed, and syncs the database file:
+#: every 2048 commits instead of 256 took a 1 KB write from 44 to 35 us of CPU.
+CHECKPOINT_COMMITS = 2048
+#: bytes per page of a new database. An index b-tree page keeps a record of up to
+#: about a quarter of the page inline; a longer one spills into overflow pages, each
+#: a further page to allocate, write to the WAL and free again. With 8 KiB pages a
+#: record of up to ~2 KB (a typical DynamoDB item, an SQS message) stays in one page:
+#: a 1 KB PutItem's write went from 59 to 34 us of CPU (4 KiB pages made it 3 pages).
+PAGE_SIZE = 8192
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (
@@ -200,6 +208,8 @@ class SqliteStore:
         self._synchronous = "FULL" if durability == "full" else "NORMAL"
         self._writer_conn = _connect(self.path, self._synchronous, read_only=False)
         try:
+            # before the first table exists (a no-op on an existing database): see PAGE_SIZE
+            self._writer_conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
             if self._writer_conn.execute("PRAGMA journal_mode = WAL").fetchone()[0] != "wal":
                 raise StoreError(f"{self.path}: cannot switch to WAL mode")
             self._writer_conn.execute("PRAGMA journal_size_limit = 67108864")

@@ -797,9 +797,12 @@ def test_sqlite_inline_read_moves_to_a_thread_when_the_file_is_busy(tmp_path: Pa
         store.close_sync()
 
 
-def test_sqlite_inline_writes_keep_the_wal_checkpointed(tmp_path: Path) -> None:
+def test_sqlite_inline_writes_keep_the_wal_checkpointed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Writes that run on the event loop never checkpoint there: the writer thread
     does, so the WAL is reused instead of growing with every commit."""
+    from nubes.storage import sqlite
+
+    monkeypatch.setattr(sqlite, "CHECKPOINT_COMMITS", 256)
     store = SqliteStore(tmp_path / "nubes.db")
     assert store.inline_writes
 
@@ -858,3 +861,31 @@ def test_sqlite_full_durability_never_writes_on_the_event_loop(tmp_path: Path) -
         assert store.inline_writes is False
     finally:
         store.close_sync()
+
+
+def test_sqlite_new_database_uses_8k_pages_and_old_ones_keep_theirs(tmp_path: Path) -> None:
+    """A 1 KB record fits one 8 KiB page; a data dir made with 4 KiB pages still opens
+    and keeps what it holds (SQLite cannot change a WAL database's page size)."""
+    value = b"v" * 1100
+    store = SqliteStore(tmp_path / "new.db")
+    try:
+        store.write_sync(lambda txn: txn.put("t", b"k", value))
+    finally:
+        store.close_sync()
+    with sqlite3.connect(tmp_path / "new.db") as conn:
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == 8192
+    old = tmp_path / "old.db"
+    with sqlite3.connect(old) as conn:
+        conn.execute("PRAGMA page_size = 4096")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("CREATE TABLE kv (tbl TEXT NOT NULL, k BLOB NOT NULL, v BLOB NOT NULL, PRIMARY KEY (tbl, k)) WITHOUT ROWID")
+        conn.execute("INSERT INTO kv VALUES ('t', x'6b', ?)", (value,))
+    store = SqliteStore(old)
+    try:
+        assert store.read_sync(lambda txn: txn.get("t", b"k")) == value
+        store.write_sync(lambda txn: txn.put("t", b"k2", value))
+        assert store.read_sync(lambda txn: txn.get("t", b"k2")) == value
+    finally:
+        store.close_sync()
+    with sqlite3.connect(old) as conn:
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == 4096
