@@ -17,12 +17,13 @@ from nubes.services.dynamodb.expressions.evaluate import evaluate, project
 from nubes.services.dynamodb.expressions.update import apply_update
 from nubes.services.dynamodb.keys import (
     check_index_keys,
-    check_item_keys,
     extract_key,
     index_entry_key,
     item_key,
     key_of,
+    key_store_key,
     key_suffix,
+    new_item_key,
     projected,
     ttl_expiry,
     ttl_key,
@@ -175,16 +176,18 @@ def store_item(txn: Txn, table: Table, old: Item | None, new: Item | None, effec
     return True
 
 
-def check_new_item(table: Table, item: Item, stored: bytes | None = None) -> None:
+def check_new_item(table: Table, item: Item, stored: bytes | None = None) -> bytes:
     """Key, index key and size checks of an item about to be written
-    (``stored``: its ``dump_item``, whose length bounds its size)."""
-    check_item_keys(table, item)
+    (``stored``: its ``dump_item``, whose length bounds its size); returns
+    the item's store key."""
+    key = new_item_key(table, item)
     check_index_keys(table, item)
     # The stored JSON is never shorter than DynamoDB's size of the item (names
     # and strings are quoted, numbers have at least as many characters as
     # their size in bytes, binary is base64), so most items skip the walk.
     if stored is None or len(stored) > MAX_ITEM_SIZE:
         check_item_size(item)
+    return key
 
 
 def _return_values(params: dict[str, Any], allowed: tuple[str, ...]) -> str:
@@ -232,11 +235,12 @@ def put_item(txn: Txn, table: Table, params: dict[str, Any], prepared: Prepared,
     """PutItem inside ``txn`` (``validated``: :func:`new_item` of the params)."""
     mode = _return_values(params, ("NONE", "ALL_OLD"))
     item, stored = new_item(params) if validated is None else validated
-    check_new_item(table, item, stored)
+    key = check_new_item(table, item, stored)
     if _blind_write(table, prepared, mode, effects):
-        txn.put(ITEMS, item_key(table, item), stored)
+        txn.put(ITEMS, key, stored)
         return {}
-    old = read_item(txn, table, item)
+    raw = txn.get(ITEMS, key)
+    old = None if raw is None else load_item(raw)
     _check(prepared, old, params)
     if effects.metered:
         effects.charge(table, write_units(old, item))
@@ -319,8 +323,8 @@ def update_item(txn: Txn, table: Table, params: dict[str, Any], prepared: Prepar
 
 def get_item(txn: Txn, table: Table, params: dict[str, Any], prepared: Prepared, effects: Effects) -> dict[str, Any]:
     """GetItem inside a read transaction."""
-    key = key_of(table, params["Key"])
-    item = read_item(txn, table, key)
+    raw = txn.get(ITEMS, key_store_key(table, params["Key"]))
+    item = None if raw is None else load_item(raw)
     if effects.metered:
         effects.charge(table, read_units(item, bool(params.get("ConsistentRead"))))
     if item is None:

@@ -10,8 +10,10 @@ from nubes.services.dynamodb.tables import Table, key_names, primary_key, uid_by
 from nubes.services.dynamodb.types import (
     AttributeValue,
     Item,
+    canonical_number,
     encode_key_value,
     encode_number,
+    encode_number_text,
     invalid_parameter,
     validate_value,
     validation,
@@ -108,6 +110,57 @@ def key_of(table: Table, key: Any) -> Item:
         _check_key_value(name, value, kind, is_range)
         out[name] = value
     return out
+
+
+def _plain_key_part(value: Any, kind: str | None, limit: int) -> bytes | None:
+    """The key encoding of a well-formed key value (right type, not empty,
+    within ``limit``, a number already canonical); None for anything else,
+    which the full checks then answer with DynamoDB's error."""
+    if type(value) is not dict or len(value) != 1:
+        return None
+    inner = value.get(kind)
+    if type(inner) is str:
+        if kind == "S":
+            raw = inner.encode("utf-8")
+            if not raw or len(raw) > limit:
+                return None
+            return (raw.replace(b"\x00", b"\x00\xff") if b"\x00" in raw else raw) + b"\x00\x01"
+        return encode_number_text(inner) if canonical_number(inner) else None
+    if type(inner) is bytes and 0 < len(inner) <= limit:
+        return (inner.replace(b"\x00", b"\x00\xff") if b"\x00" in inner else inner) + b"\x00\x01"
+    return None
+
+
+def key_store_key(table: Table, key: Any) -> bytes:
+    """``item_key(table, key_of(table, key))``: the store key a ``Key``
+    parameter names, with :func:`key_of`'s errors; a plain key is encoded in
+    one pass (every GetItem, DeleteItem and UpdateItem has one)."""
+    primary = primary_key(table)
+    if type(key) is dict and len(key) == len(primary.names):
+        out = _plain_key_part(key.get(primary.hash_key), primary.hash_type, MAX_HASH_BYTES)
+        if out is not None:
+            if primary.range_key is None:
+                return primary.prefix + out
+            part = _plain_key_part(key.get(primary.range_key), primary.range_type, MAX_RANGE_BYTES)
+            if part is not None:
+                return primary.prefix + out + part
+    return item_key(table, key_of(table, key))
+
+
+def new_item_key(table: Table, item: Item) -> bytes:
+    """``check_item_keys`` then ``item_key`` of a validated item: its store
+    key, or DynamoDB's error for a missing, mistyped, empty or oversized key
+    attribute; a plain item's key is checked and encoded in one pass."""
+    primary = primary_key(table)
+    out = _plain_key_part(item.get(primary.hash_key), primary.hash_type, MAX_HASH_BYTES)
+    if out is not None:
+        if primary.range_key is None:
+            return primary.prefix + out
+        part = _plain_key_part(item.get(primary.range_key), primary.range_type, MAX_RANGE_BYTES)
+        if part is not None:
+            return primary.prefix + out + part
+    check_item_keys(table, item)
+    return item_key(table, item)
 
 
 def extract_key(table: Table, item: Item) -> Item:

@@ -100,17 +100,23 @@ def format_number(value: Decimal) -> str:
 _CANONICAL = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]*[1-9])?\Z")
 
 
+def canonical_number(text: str) -> bool:
+    """Whether ``text`` is a valid number already in canonical form: short
+    enough (at most 38 digits in all) that it can neither exceed the precision
+    nor the exponent range, which is how most numbers arrive."""
+    if text.isdigit() and text.isascii():  # the common case: a plain integer
+        return len(text) <= 38 and (text[0] != "0" or len(text) == 1)
+    return (
+        len(text) <= 40
+        and text != "-0"
+        and _CANONICAL.match(text) is not None
+        and len(text) - text.startswith("-") - ("." in text) <= 38
+    )
+
+
 def normalize_number(text: Any) -> str:
     """Validate a number string and return its canonical form."""
-    # Most numbers arrive canonical and short: with at most 38 digits in all
-    # they can neither exceed the precision nor the exponent range.
-    if (
-        type(text) is str
-        and len(text) <= 40
-        and text != "-0"
-        and _CANONICAL.match(text)
-        and len(text) - text.startswith("-") - ("." in text) <= 38
-    ):
+    if type(text) is str and canonical_number(text):
         return text
     return format_number(parse_number(text))
 
