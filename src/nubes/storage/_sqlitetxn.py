@@ -16,11 +16,27 @@ from nubes.storage._common import (
 from nubes.storage.base import QueueMessage
 
 _SCAN = scan_statements("?")
+# Ids are never issued twice (see the schema): one past the largest present and
+# the high-water mark of deleted ones. Both are single b-tree seeks, and unlike
+# AUTOINCREMENT nothing is written per send beyond the message itself.
+_ENQUEUE = (
+    "INSERT INTO queue_items (id, queue, grp, value, enqueued_at, visible_at)"
+    " VALUES (max(coalesce((SELECT max(id) FROM queue_items), 0),"
+    " coalesce((SELECT last FROM queue_high_water WHERE name = 'queue_items'), 0)) + 1,"
+    " ?, ?, ?, ?, ?)"
+)
+# After a delete: remember the deleted id if it was the largest present, so the
+# next enqueue does not issue it again (written only when the newest message goes).
+_HIGH_WATER = (
+    "INSERT INTO queue_high_water (name, last) SELECT 'queue_items', ?"
+    " WHERE ? > coalesce((SELECT max(id) FROM queue_items), 0)"
+    " ON CONFLICT (name) DO UPDATE SET last = max(last, excluded.last)"
+)
 _LEASE = (
-    "UPDATE queue_messages SET visible_at = ?, receive_count = receive_count + 1,"
+    "UPDATE queue_items SET visible_at = ?, receive_count = receive_count + 1,"
     " first_received_at = coalesce(first_received_at, ?),"
     " lease_token = lower(hex(randomblob(12)))"
-    " WHERE id IN (SELECT id FROM queue_messages WHERE queue = ? AND visible_at <= ?"
+    " WHERE id IN (SELECT id FROM queue_items WHERE queue = ? AND visible_at <= ?"
     " ORDER BY id LIMIT ?)"
     f" RETURNING {QUEUE_COLUMNS}"
 )
@@ -29,12 +45,12 @@ _LEASE = (
 # ``blocked`` finds each group's first invisible message once, which keeps this
 # linear in the queue's length (a per-message NOT EXISTS was quadratic).
 _LEASE_EXCLUSIVE = (
-    "UPDATE queue_messages SET visible_at = ?, receive_count = receive_count + 1,"
+    "UPDATE queue_items SET visible_at = ?, receive_count = receive_count + 1,"
     " first_received_at = coalesce(first_received_at, ?),"
     " lease_token = lower(hex(randomblob(12)))"
-    " WHERE id IN (WITH blocked AS (SELECT grp, min(id) AS first FROM queue_messages"
+    " WHERE id IN (WITH blocked AS (SELECT grp, min(id) AS first FROM queue_items"
     " WHERE queue = ? AND visible_at > ? AND grp IS NOT NULL GROUP BY grp)"
-    " SELECT m.id FROM queue_messages AS m LEFT JOIN blocked AS b ON b.grp = m.grp"
+    " SELECT m.id FROM queue_items AS m LEFT JOIN blocked AS b ON b.grp = m.grp"
     " WHERE m.queue = ? AND m.visible_at <= ? AND (b.first IS NULL OR m.id < b.first)"
     " ORDER BY m.id LIMIT ?)"
     f" RETURNING {QUEUE_COLUMNS}"
@@ -175,11 +191,7 @@ class SqliteTxn:
     ) -> int:
         """Add a message visible from ``now + delay``; returns its id."""
         self._need_write("enqueue")
-        cur = self._c.execute(
-            "INSERT INTO queue_messages (queue, grp, value, enqueued_at, visible_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (queue, group, value, now, now + delay),
-        )
+        cur = self._c.execute(_ENQUEUE, (queue, group, value, now, now + delay))
         return int(cur.lastrowid or 0)
 
     def lease(
@@ -209,21 +221,24 @@ class SqliteTxn:
         self._need_write("ack")
         if lease_token is None:
             cur = self._c.execute(
-                "DELETE FROM queue_messages WHERE id = ? AND queue = ?", (message_id, queue)
+                "DELETE FROM queue_items WHERE id = ? AND queue = ?", (message_id, queue)
             )
         else:
             cur = self._c.execute(
-                "DELETE FROM queue_messages WHERE id = ? AND queue = ? AND lease_token = ?",
+                "DELETE FROM queue_items WHERE id = ? AND queue = ? AND lease_token = ?",
                 (message_id, queue, lease_token),
             )
-        return cur.rowcount > 0
+        if cur.rowcount <= 0:
+            return False
+        self._c.execute(_HIGH_WATER, (message_id, message_id))
+        return True
 
     def set_visible_at(
         self, queue: str, message_id: int, visible_at: float, lease_token: str | None = None
     ) -> bool:
         """Change when a message becomes visible (extend or end a lease)."""
         self._need_write("set_visible_at")
-        sql = "UPDATE queue_messages SET visible_at = ? WHERE id = ? AND queue = ?"
+        sql = "UPDATE queue_items SET visible_at = ? WHERE id = ? AND queue = ?"
         args: tuple[Any, ...] = (visible_at, message_id, queue)
         if lease_token is not None:
             sql += " AND lease_token = ?"
@@ -233,7 +248,7 @@ class SqliteTxn:
     def get_message(self, queue: str, message_id: int) -> QueueMessage | None:
         """One message, visible or not."""
         row = self._c.execute(
-            f"SELECT {QUEUE_COLUMNS} FROM queue_messages WHERE id = ? AND queue = ?",
+            f"SELECT {QUEUE_COLUMNS} FROM queue_items WHERE id = ? AND queue = ?",
             (message_id, queue),
         ).fetchone()
         return None if row is None else queue_message(row)
@@ -242,7 +257,7 @@ class SqliteTxn:
         """Messages in id order regardless of visibility, without leasing them."""
         check_limit(limit)
         rows = self._c.execute(
-            f"SELECT {QUEUE_COLUMNS} FROM queue_messages WHERE queue = ? AND id > ?"
+            f"SELECT {QUEUE_COLUMNS} FROM queue_items WHERE queue = ? AND id > ?"
             " ORDER BY id LIMIT ?",
             (queue, after_id, limit),
         ).fetchall()
@@ -252,11 +267,11 @@ class SqliteTxn:
         """(visible, in flight, delayed) counts."""
         # Two index-only range counts over (queue, visible_at, receive_count).
         visible = self._c.execute(
-            "SELECT count(*) FROM queue_messages WHERE queue = ? AND visible_at <= ?",
+            "SELECT count(*) FROM queue_items WHERE queue = ? AND visible_at <= ?",
             (queue, now),
         ).fetchone()[0]
         row = self._c.execute(
-            "SELECT count(*), coalesce(sum(receive_count > 0), 0) FROM queue_messages"
+            "SELECT count(*), coalesce(sum(receive_count > 0), 0) FROM queue_items"
             " WHERE queue = ? AND visible_at > ?",
             (queue, now),
         ).fetchone()
@@ -265,11 +280,18 @@ class SqliteTxn:
     def next_visible_at(self, queue: str) -> float | None:
         """The earliest ``visible_at`` of the queue's messages; None if it is empty."""
         row = self._c.execute(
-            "SELECT min(visible_at) FROM queue_messages WHERE queue = ?", (queue,)
+            "SELECT min(visible_at) FROM queue_items WHERE queue = ?", (queue,)
         ).fetchone()
         return None if row[0] is None else float(row[0])
 
     def purge(self, queue: str) -> int:
         """Delete every message; returns how many."""
         self._need_write("purge")
-        return self._c.execute("DELETE FROM queue_messages WHERE queue = ?", (queue,)).rowcount
+        newest = self._c.execute(
+            "SELECT max(id) FROM queue_items WHERE queue = ?", (queue,)
+        ).fetchone()[0]
+        if newest is None:
+            return 0
+        removed: int = self._c.execute("DELETE FROM queue_items WHERE queue = ?", (queue,)).rowcount
+        self._c.execute(_HIGH_WATER, (newest, newest))
+        return removed

@@ -71,6 +71,37 @@ CREATE TABLE IF NOT EXISTS logs (
 CREATE TABLE IF NOT EXISTS log_heads (
     log TEXT NOT NULL PRIMARY KEY, last INTEGER NOT NULL
 ) WITHOUT ROWID;
+-- Queue messages live in queue_items. Its ids are chosen by enqueue, not by
+-- AUTOINCREMENT, whose sqlite_sequence row was one more b-tree page written to
+-- the WAL by every send (and a lookup of it in every INSERT): the id is one past
+-- both the largest id present and queue_high_water, the largest id deleted while
+-- it was the largest present, so an id is never issued twice.
+CREATE TABLE IF NOT EXISTS queue_items (
+    id INTEGER PRIMARY KEY,
+    queue TEXT NOT NULL,
+    grp TEXT,
+    value BLOB NOT NULL,
+    enqueued_at REAL NOT NULL,
+    visible_at REAL NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    first_received_at REAL,
+    lease_token TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS queue_high_water (
+    name TEXT NOT NULL PRIMARY KEY, last INTEGER NOT NULL
+) WITHOUT ROWID;
+-- leases range-scan (queue, visible_at) (the rowid id is in every index);
+-- receive_count makes queue_stats an index-only count
+CREATE INDEX IF NOT EXISTS queue_items_visible ON queue_items (queue, visible_at, receive_count);
+CREATE INDEX IF NOT EXISTS queue_items_order ON queue_items (queue, id);
+-- only FIFO messages have a group: a partial index costs a standard queue's send
+-- nothing (a full one was one more b-tree page written to the WAL per commit)
+CREATE INDEX IF NOT EXISTS queue_items_fifo ON queue_items (queue, grp, id)
+    WHERE grp IS NOT NULL;
+-- Data dirs from before queue_items kept messages in queue_messages (AUTOINCREMENT):
+-- move them over with their ids and their high-water mark, in one transaction. On
+-- any other start this creates the old table empty and drops it again.
+BEGIN IMMEDIATE;
 CREATE TABLE IF NOT EXISTS queue_messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     queue TEXT NOT NULL,
@@ -82,17 +113,15 @@ CREATE TABLE IF NOT EXISTS queue_messages (
     first_received_at REAL,
     lease_token TEXT NOT NULL DEFAULT ''
 );
--- leases range-scan (queue, visible_at) (the rowid id is in every index);
--- receive_count makes queue_stats an index-only count
-DROP INDEX IF EXISTS queue_messages_lease;
-CREATE INDEX IF NOT EXISTS queue_messages_visible
-    ON queue_messages (queue, visible_at, receive_count);
-CREATE INDEX IF NOT EXISTS queue_messages_order ON queue_messages (queue, id);
--- only FIFO messages have a group: a partial index costs a standard queue's send
--- nothing (a full one was a fourth b-tree page written to the WAL per commit)
-DROP INDEX IF EXISTS queue_messages_group;
-CREATE INDEX IF NOT EXISTS queue_messages_fifo
-    ON queue_messages (queue, grp, id) WHERE grp IS NOT NULL;
+INSERT INTO queue_high_water (name, last)
+    SELECT 'queue_items', seq FROM sqlite_sequence WHERE name = 'queue_messages'
+    ON CONFLICT (name) DO UPDATE SET last = max(last, excluded.last);
+INSERT OR IGNORE INTO queue_items
+    (id, queue, grp, value, enqueued_at, visible_at, receive_count, first_received_at, lease_token)
+    SELECT id, queue, grp, value, enqueued_at, visible_at, receive_count, first_received_at,
+        lease_token FROM queue_messages;
+DROP TABLE queue_messages;
+COMMIT;
 """
 
 
