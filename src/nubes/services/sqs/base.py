@@ -95,8 +95,9 @@ class SqsBase(Provider):
 
     def notify(self, queue: Queue) -> None:
         """Wake receivers (long polls, event source mappings) after a committed change."""
-        self._generations[queue.arn] = self._generations.get(queue.arn, 0) + 1
-        self.app.bus.wake(f"sqs:{queue.arn}")
+        arn = queue.arn
+        self._generations[arn] = self._generations.get(arn, 0) + 1
+        self.app.bus.wake(queue.signal)
 
     async def wait_for_messages(self, signal: str, timeout: float) -> None:
         """Sleep until a send wakes ``signal``, ``timeout`` passes, or the server stops."""

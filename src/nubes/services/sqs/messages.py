@@ -26,9 +26,13 @@ INVALID_CHARS_MESSAGE = (
 def new_message_id() -> str:
     """A random UUID4 string. Message ids need uniqueness, not secrecy: ``random``
     (seeded from the OS at start) is far cheaper than ``os.urandom`` per message."""
-    bits = (random.getrandbits(128) & ~(0xF000 << 64) & ~(0xC << 60)) | (0x4000 << 64) | (0x8 << 60)
-    h = f"{bits:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    h = random.randbytes(16).hex()  # hex of bytes: no big-int masking and formatting
+    # version nibble 4; variant bits 10 (the digit is 8, 9, a or b)
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+#: a random hex digit -> the RFC 4122 variant digit keeping its two low bits
+_VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
 
 
 def md5_hex(data: bytes) -> str:

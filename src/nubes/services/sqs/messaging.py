@@ -245,7 +245,7 @@ class MessagingOps(SqsBase):
         """Lease up to ``limit`` messages, waiting up to ``wait`` seconds for some."""
         dlq = await self.dead_letter_queue(queue)
         deadline = time.monotonic() + wait
-        signal = f"sqs:{queue.arn}"
+        signal = queue.signal
         while True:
             generation = self.generation(queue)
             now = time.time()

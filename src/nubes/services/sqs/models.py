@@ -128,6 +128,11 @@ class Queue:
         return f"arn:aws:sqs:{self.region}:{self.account}:{self.name}"
 
     @cached_property
+    def signal(self) -> str:
+        """The bus wake-up name receivers of this queue wait on."""
+        return f"sqs:{self.arn}"
+
+    @cached_property
     def store_queue(self) -> str:
         return f"sqs/{self.qid}"
 
