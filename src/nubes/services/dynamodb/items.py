@@ -12,6 +12,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from nubes.aws.errors import AwsError
 from nubes.services.dynamodb.expressions.evaluate import evaluate, project
 from nubes.services.dynamodb.expressions.update import apply_update
@@ -321,9 +323,18 @@ def update_item(txn: Txn, table: Table, params: dict[str, Any], prepared: Prepar
     return {}
 
 
-def get_item(txn: Txn, table: Table, params: dict[str, Any], prepared: Prepared, effects: Effects) -> dict[str, Any]:
-    """GetItem inside a read transaction."""
+def get_item(txn: Txn, table: Table, params: dict[str, Any], prepared: Prepared, effects: Effects,
+             *, as_stored: bool = False) -> dict[str, Any]:  # fmt: skip
+    """GetItem inside a read transaction. With ``as_stored`` (and no
+    projection) the item is its stored JSON as an ``orjson.Fragment``: the
+    stored form of an item is the JSON of its AttributeValue map as DynamoDB
+    sends it (binary as base64, numbers canonical), so the response can embed
+    it without decoding and re-encoding it."""
     raw = txn.get(ITEMS, key_store_key(table, params["Key"]))
+    if as_stored and prepared.projection is None and raw is not None:
+        if effects.metered:
+            effects.charge(table, read_units(load_item(raw), bool(params.get("ConsistentRead"))))
+        return {"Item": orjson.Fragment(raw)}
     item = None if raw is None else load_item(raw)
     if effects.metered:
         effects.charge(table, read_units(item, bool(params.get("ConsistentRead"))))

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar
 
+import orjson
+
 from nubes.services.base import Provider, RequestContext
 from nubes.services.dynamodb import control, items, query, streams, transactions
 from nubes.services.dynamodb.items import Effects
@@ -53,6 +55,17 @@ def _consumed(params: dict[str, Any], usage: dict[str, float], single: bool) -> 
     if single:
         return {"ConsumedCapacity": entries[0]} if entries else {}
     return {"ConsumedCapacity": entries}
+
+
+def _as_body(ctx: RequestContext, result: dict[str, Any]) -> dict[str, Any]:
+    """Hand the gateway a JSON response body made here (through its
+    ``response_body`` hook) for a result that embeds stored JSON as
+    ``orjson.Fragment``: the wire serializer would walk the item to convert
+    it, though the stored bytes are what it would produce. Members hold no
+    blob or timestamp outside the fragments, so ``orjson.dumps`` of the
+    result is the document the serializer writes."""
+    setattr(ctx, "response_body", orjson.dumps(result))  # noqa: B010 - optional gateway hook
+    return {}
 
 
 class DynamoDbProvider(Provider):
@@ -211,11 +224,18 @@ class DynamoDbProvider(Provider):
         """One item by key, optionally projected."""
         prepared = prepare(params, projection=True)
         name = params["TableName"]
+        # over HTTP the found item goes out as stored: its bytes are already
+        # the response's JSON (in-process callers get the item itself)
+        as_stored = ctx.http is not None and not ctx.query_protocol
 
         def run(txn: Txn, effects: Effects) -> dict[str, Any]:
-            return items.get_item(txn, require_table(txn, ctx.region, name), params, prepared, effects)
+            table = require_table(txn, ctx.region, name)
+            return items.get_item(txn, table, params, prepared, effects, as_stored=as_stored)
 
-        return await self._read_op(ctx, params, run)
+        result = await self._read_op(ctx, params, run)
+        if as_stored and type(result.get("Item")) is orjson.Fragment:
+            return _as_body(ctx, result)
+        return result
 
     async def batch_get_item(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         """Up to 100 items from one or more tables."""
