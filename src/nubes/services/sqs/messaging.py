@@ -95,8 +95,8 @@ class MessagingOps(SqsBase):
             raise sqs_error(
                 "MissingParameter", "The request must contain the parameter MessageBody."
             )
-        attributes = entry.get("MessageAttributes") or {}
-        system = entry.get("MessageSystemAttributes") or {}
+        attributes = entry.get("MessageAttributes")
+        system = entry.get("MessageSystemAttributes")
         size = check_attributes(attributes) if attributes else 0
         if system:
             size += check_attributes(system, system=True)
@@ -127,11 +127,14 @@ class MessagingOps(SqsBase):
                 + " for parameter MessageDeduplicationId is invalid. Reason: The request "
                 "includes a parameter that is not valid for this queue type."
             )
-        if delay_param is not None and not 0 <= int(delay_param) <= 900:
-            raise invalid_parameter(
-                f"Value {delay_param} for parameter DelaySeconds is invalid. Reason: DelaySeconds must be >= 0 and <= 900."
-            )
-        delay = queue.delay_seconds if delay_param is None else int(delay_param)
+        if delay_param is None:
+            delay = queue.delay_seconds
+        else:
+            delay = int(delay_param)
+            if not 0 <= delay <= 900:
+                raise invalid_parameter(
+                    f"Value {delay_param} for parameter DelaySeconds is invalid. Reason: DelaySeconds must be >= 0 and <= 900."
+                )
         doc: dict[str, Any] = {
             "m": new_message_id(), "b": body, "mb": md5_hex(data),
             "s": ctx.access_key or ctx.account_id, "t": int(time.time() * 1000),

@@ -45,7 +45,7 @@ def parse_receipt_handle(queue: Queue, handle: str) -> tuple[int, str]:
         ) from None
 
 
-@dataclass
+@dataclass(slots=True)
 class Outgoing:
     """One message about to be sent (validated)."""
 
@@ -56,7 +56,7 @@ class Outgoing:
     dedup_id: str | None
 
 
-@dataclass
+@dataclass(slots=True)
 class Sent:
     entry_id: str
     message_id: str
@@ -67,10 +67,12 @@ class Sent:
 def send_messages(txn: Txn, queue: Queue, outgoing: list[Outgoing], now: float) -> list[Sent]:
     """Enqueue messages; a FIFO duplicate within 5 minutes returns the first one's id."""
     results: list[Sent] = []
-    scoped = queue.attributes.get("DeduplicationScope") == "messageGroup"
+    fifo = queue.fifo
+    scoped = fifo and queue.attributes.get("DeduplicationScope") == "messageGroup"
+    store_queue = queue.store_queue
     for out in outgoing:
         dedup_key: bytes | None = None
-        if queue.fifo and out.dedup_id is not None:
+        if fifo and out.dedup_id is not None:
             scope = out.group or "" if scoped else ""
             dedup_key = f"{queue.qid}/{scope}/{out.dedup_id}".encode()
             existing = txn.get(DEDUP_TABLE, dedup_key)
@@ -80,9 +82,9 @@ def send_messages(txn: Txn, queue: Queue, outgoing: list[Outgoing], now: float) 
                     results.append(Sent(out.entry_id, seen["m"], seen.get("q"), out.doc))
                     continue
         message_id = txn.enqueue(
-            queue.store_queue, orjson.dumps(out.doc), now=now, delay=out.delay, group=out.group
+            store_queue, orjson.dumps(out.doc), now=now, delay=out.delay, group=out.group
         )
-        sequence = sequence_number(message_id) if queue.fifo else None
+        sequence = sequence_number(message_id) if fifo else None
         if dedup_key is not None:
             record = {"m": out.doc["m"], "q": sequence, "e": now + DEDUP_WINDOW}
             txn.put(DEDUP_TABLE, dedup_key, orjson.dumps(record))
