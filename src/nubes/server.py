@@ -10,13 +10,13 @@ import signal
 import socket
 import sys
 from collections.abc import Iterator
-from typing import Any, Literal, cast
+from typing import Literal
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from nubes.app import App
 from nubes.gateway.asgi import Gateway
+from nubes.gateway.http1 import Http1Protocol
 from nubes.settings import Settings
 
 
@@ -35,77 +35,6 @@ def check_port(host: str, port: int) -> None:
             if exc.errno in (errno.EADDRINUSE, errno.EACCES):
                 raise PortInUse(f"port {port} on {host} is already in use") from None
             raise
-
-
-#: buffered response bytes above which a write goes out at once (so flow control,
-#: which watches the real transport's buffer, still paces a streamed body)
-_COALESCE_LIMIT = 65536
-
-
-class _CoalescingWriter:
-    """The transport as a connection's HTTP protocol sees it: the writes made in one
-    event-loop step leave as one ``send``.
-
-    uvicorn writes a response's status line and headers, then its body, each with
-    its own ``transport.write`` — two system calls and two TCP segments for every
-    small AWS answer, which profiling showed as the largest single cost per request.
-    """
-
-    __slots__ = ("_loop", "_pending", "_size", "transport")
-
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
-        self.transport = transport
-        self._loop = loop
-        self._pending: list[bytes] | None = None
-        self._size = 0
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        chunk = data if type(data) is bytes else bytes(data)
-        if self._pending is None:
-            self._pending = [chunk]
-            self._size = len(chunk)
-            self._loop.call_soon(self.flush)
-        else:
-            self._pending.append(chunk)
-            self._size += len(chunk)
-        if self._size >= _COALESCE_LIMIT:
-            self.flush()
-
-    def flush(self) -> None:
-        """Hand the buffered bytes to the real transport."""
-        pending = self._pending
-        if pending is None:
-            return
-        self._pending = None
-        if not self.transport.is_closing():
-            self.transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
-
-    def close(self) -> None:
-        self.flush()
-        self.transport.close()
-
-    def is_closing(self) -> bool:
-        return self.transport.is_closing()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.transport, name)
-
-
-class _HttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol writing each response with one system call."""
-
-    _writer: _CoalescingWriter
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)  # flow control watches the real transport
-        self._writer = _CoalescingWriter(transport, self.loop)
-        self.transport = cast(asyncio.Transport, self._writer)
-
-    def handle_websocket_upgrade(self) -> None:
-        # the WebSocket protocol takes the connection over: give it the real transport
-        self._writer.flush()
-        self.transport = self._writer.transport
-        super().handle_websocket_upgrade()
 
 
 class _Server(uvicorn.Server):
@@ -202,7 +131,7 @@ def _uvicorn_config(settings: Settings, gateway: Gateway, *, port: int | None = 
         gateway,
         host=settings.host,
         port=settings.port if port is None else port,
-        http=_HttpProtocol,
+        http=Http1Protocol,
         ws="websockets-sansio",
         loop=loop,
         lifespan=lifespan,
