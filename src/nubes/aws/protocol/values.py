@@ -156,7 +156,24 @@ def serialization_error(path: str, expected: str) -> AwsError:
 
 
 def from_json(shape: Shape, value: Any, path: str, problems: Problems, *, cbor: bool = False) -> Any:
-    """Convert and validate one JSON-decoded input value."""
+    """Convert and validate one JSON-decoded (or CBOR-decoded, ``cbor``) input value.
+
+    Input goes through a parser compiled once per shape (:func:`json_parser`),
+    which builds no member paths; what it refuses is parsed again by the model walk,
+    which records the problems and raises the errors, with their paths, as AWS
+    words them — so only bad requests pay for the paths.
+    """
+    if value is None:
+        return None
+    try:
+        return json_parser(shape)(value)
+    except Exception:  # refused (or something odder): the walk answers exactly as before
+        return _walk_json(shape, value, path, problems)
+
+
+def _walk_json(shape: Shape, value: Any, path: str, problems: Problems) -> Any:
+    """The model walk behind ``from_json`` for input its compiled parser refuses: it
+    words each problem and error with the member's path, as AWS does."""
     if value is None:
         return None
     kind = shape.type_name
@@ -173,7 +190,7 @@ def from_json(shape: Shape, value: Any, path: str, problems: Problems, *, cbor: 
             if found is None or item is None:
                 continue
             name, member = found
-            out[name] = from_json(member, item, _member_path(path, name), problems, cbor=cbor)
+            out[name] = _walk_json(member, item, _member_path(path, name), problems)
         check_required(shape, out, path, problems)
         return out
     if kind == "list":
@@ -181,7 +198,7 @@ def from_json(shape: Shape, value: Any, path: str, problems: Problems, *, cbor: 
             raise serialization_error(path, "list")
         assert isinstance(shape, ListShape)
         inner = shape.member
-        items = [from_json(inner, v, f"{path}.{i + 1}.member", problems, cbor=cbor) for i, v in enumerate(value)]
+        items = [_walk_json(inner, v, f"{path}.{i + 1}.member", problems) for i, v in enumerate(value)]
         check_constraints(shape, items, path, problems)
         return items
     if kind == "map":
@@ -189,10 +206,10 @@ def from_json(shape: Shape, value: Any, path: str, problems: Problems, *, cbor: 
             raise serialization_error(path, "map")
         assert isinstance(shape, MapShape)
         vshape = shape.value
-        result = {str(k): from_json(vshape, v, f"{path}.{k}", problems, cbor=cbor) for k, v in value.items()}
+        result = {str(k): _walk_json(vshape, v, f"{path}.{k}", problems) for k, v in value.items()}
         check_constraints(shape, result, path, problems)
         return result
-    return scalar_from_wire(shape, value, path, problems, cbor=cbor)
+    return scalar_from_wire(shape, value, path, problems)
 
 
 def wire_members(shape: StructureShape) -> dict[str, tuple[str, Shape]]:
@@ -208,7 +225,7 @@ def wire_members(shape: StructureShape) -> dict[str, tuple[str, Shape]]:
     return cached
 
 
-def scalar_from_wire(shape: Shape, value: Any, path: str, problems: Problems, *, cbor: bool = False) -> Any:
+def scalar_from_wire(shape: Shape, value: Any, path: str, problems: Problems) -> Any:
     """Scalars from a JSON/CBOR document."""
     kind = shape.type_name
     if kind == "string":
@@ -245,6 +262,210 @@ def scalar_from_wire(shape: Shape, value: Any, path: str, problems: Problems, *,
             raise serialization_error(path, "timestamp") from None
     check_constraints(shape, value, path, problems)
     return value
+
+
+# -- compiled JSON-like input parsers ----------------------------------------------
+
+
+class _Refused(Exception):
+    """Input a compiled parser does not take as is (wrong type, a constraint not met,
+    a required member missing): ``from_json`` hands it to the model walk."""
+
+
+Parser = Callable[[Any], Any]
+
+
+def json_parser(shape: Shape) -> Parser:
+    """The parser of one shape's JSON-like input, compiled on first use and cached on
+    the shape object (botocore caches the shape tree per operation).
+
+    It returns what ``_walk_json`` returns for input the walk accepts without a
+    problem, and raises for any other input; it never builds a member path.
+    """
+    parser: Parser | None = getattr(shape, "_nubes_from_json", None)
+    if parser is None:
+        parser = _compile_parser(shape)
+        shape._nubes_from_json = parser
+    return parser
+
+
+def _compile_parser(shape: Shape) -> Parser:
+    kind = shape.type_name
+    if kind == "structure":
+        if shape.metadata.get("document"):
+            return _identity
+        assert isinstance(shape, StructureShape)
+        return _structure_parser(shape)
+    if kind == "list":
+        assert isinstance(shape, ListShape)
+        return _list_parser(shape)
+    if kind == "map":
+        assert isinstance(shape, MapShape)
+        return _map_parser(shape)
+    if kind == "string":
+        return _string_parser(shape)
+    if kind == "boolean":
+        return _parse_boolean
+    if kind in ("integer", "long"):
+        return _bounded(shape, _parse_integer, len_of=False)
+    if kind in ("float", "double"):
+        return _bounded(shape, _parse_number, len_of=False)
+    if kind == "blob":
+        return _bounded(shape, _parse_blob, len_of=True)
+    if kind == "timestamp":
+        return parse_timestamp
+    return _scalar_parser(shape)
+
+
+def _structure_parser(shape: StructureShape) -> Parser:
+    wire = wire_members(shape)
+    required = tuple(shape.required_members)
+    # filled on first use: a recursive shape's members are new shape objects at
+    # every depth, so compiling ahead would never end
+    members: dict[str, tuple[str, Parser]] = {}
+
+    def parse_structure(value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise _Refused
+        if len(members) != len(wire):
+            members.update((key, (name, json_parser(member))) for key, (name, member) in wire.items())
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            found = members.get(key)
+            if found is None or item is None:
+                continue
+            name, parse = found
+            out[name] = parse(item)
+        for name in required:
+            if out.get(name) is None:
+                raise _Refused
+        return out
+
+    return parse_structure
+
+
+def _size_limits(shape: Shape) -> tuple[float, float]:
+    meta = shape.metadata
+    return meta.get("min", float("-inf")), meta.get("max", float("inf"))
+
+
+def _list_parser(shape: ListShape) -> Parser:
+    item_shape = shape.member
+    low, high = _size_limits(shape)
+    item: Parser | None = None
+
+    def parse_list(value: Any) -> Any:
+        nonlocal item
+        if not isinstance(value, list):
+            raise _Refused
+        if item is None:
+            item = json_parser(item_shape)
+        parse = item
+        items = [None if v is None else parse(v) for v in value]
+        if not low <= len(items) <= high:
+            raise _Refused
+        return items
+
+    return parse_list
+
+
+def _map_parser(shape: MapShape) -> Parser:
+    value_shape = shape.value
+    low, high = _size_limits(shape)
+    item: Parser | None = None
+
+    def parse_map(value: Any) -> Any:
+        nonlocal item
+        if not isinstance(value, dict):
+            raise _Refused
+        if item is None:
+            item = json_parser(value_shape)
+        parse = item
+        result = {str(k): None if v is None else parse(v) for k, v in value.items()}
+        if not low <= len(result) <= high:
+            raise _Refused
+        return result
+
+    return parse_map
+
+
+def _string_parser(shape: Shape) -> Parser:
+    low, high = _size_limits(shape)
+    enum = frozenset(shape.enum) if shape.enum else None
+    if enum is None and "min" not in shape.metadata and "max" not in shape.metadata:
+        return _parse_string
+
+    def parse_string(value: Any) -> Any:
+        if not isinstance(value, str) or not low <= len(value) <= high:
+            raise _Refused
+        if enum is not None and value not in enum:
+            raise _Refused
+        return value
+
+    return parse_string
+
+
+def _parse_string(value: Any) -> Any:
+    if isinstance(value, str):
+        return value
+    raise _Refused
+
+
+def _parse_boolean(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    raise _Refused
+
+
+def _parse_integer(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise _Refused
+
+
+def _parse_number(value: Any) -> Any:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    raise _Refused
+
+
+def _parse_blob(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):
+        return bytes(value)
+    if isinstance(value, str):
+        return base64.b64decode(value, validate=True)
+    raise _Refused
+
+
+def _bounded(shape: Shape, parse: Parser, *, len_of: bool) -> Parser:
+    """``parse``, then the shape's min/max on the value (or on its length)."""
+    meta = shape.metadata
+    if "min" not in meta and "max" not in meta:
+        return parse
+    low, high = _size_limits(shape)
+
+    def parse_bounded(value: Any) -> Any:
+        result = parse(value)
+        if not low <= (len(result) if len_of else result) <= high:
+            raise _Refused
+        return result
+
+    return parse_bounded
+
+
+def _scalar_parser(shape: Shape) -> Parser:
+    """Kinds without a parser of their own go through ``scalar_from_wire``."""
+
+    def parse_scalar(value: Any) -> Any:
+        problems = Problems()
+        result = scalar_from_wire(shape, value, "", problems)
+        if problems.items:
+            raise _Refused
+        return result
+
+    return parse_scalar
 
 
 # -- JSON-like output -----------------------------------------------------------
