@@ -189,18 +189,46 @@ def check_attribute_name(name: str, prefix: str = "") -> None:
 
 
 def validate_item(item: Any) -> Item:
-    """Check every attribute of an item; returns the normalised item."""
+    """Check every attribute of an item; returns the normalised item (the
+    item itself when nothing needed normalising: callers never change it)."""
     if not isinstance(item, dict):
         raise validation("Item must be a map")
+    # names are checked in bulk; a bad one takes the attribute-by-attribute
+    # walk, whose errors come in the item's order
+    if "" in item or (item and max(map(len, item)) > 16383):
+        return _validate_each(item)
+    out: Item | None = None
+    for name, value in item.items():
+        # the common values pass as they are without a call: strings, binary,
+        # booleans, plain integers (canonical_number's first case) and string
+        # sets without duplicates; anything else gets the full check
+        if type(value) is dict and len(value) == 1:
+            if "S" in value or "B" in value or "BOOL" in value:
+                continue
+            number = value.get("N")
+            if number is not None:
+                if (
+                    type(number) is str and number.isdigit() and number.isascii()
+                    and len(number) <= 38 and (number[0] != "0" or len(number) == 1)
+                ):  # fmt: skip
+                    continue
+            else:
+                strings = value.get("SS")
+                if type(strings) is list and strings and len(set(strings)) == len(strings):
+                    continue
+        normal = validate_value(value)
+        if normal is not value:
+            if out is None:
+                out = dict(item)  # same order: replacing a value keeps its place
+            out[name] = normal
+    return item if out is None else out
+
+
+def _validate_each(item: dict[Any, Any]) -> Item:
     out: Item = {}
     for name, value in item.items():
-        if not name or len(name) > 16383:
-            check_attribute_name(name)
-        # strings, binary and booleans pass as they are: skip the call for them
-        if type(value) is dict and len(value) == 1 and ("S" in value or "B" in value or "BOOL" in value):
-            out[name] = value
-        else:
-            out[name] = validate_value(value)
+        check_attribute_name(name)
+        out[name] = validate_value(value)
     return out
 
 
@@ -327,6 +355,8 @@ def encode_number(value: Decimal) -> bytes:
 def encode_number_text(text: str) -> bytes:
     """:func:`encode_number` of a canonical number string (as stored), without
     going through Decimal: this is on every keyed read and write."""
+    if text.isdigit() and text[0] != "0":  # a positive integer, the common key
+        return b"\x03" + (len(text) + 999).to_bytes(2, "big") + text.rstrip("0").encode("ascii") + b"\x00"
     negative = text.startswith("-")
     body = text[1:] if negative else text
     whole, _, fraction = body.partition(".")
