@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -39,6 +38,7 @@ from nubes.services.dynamodb.tables import (
     all_indexes,
     current_stream,
     key_names,
+    write_facts,
 )
 from nubes.services.dynamodb.types import (
     MAX_ITEM_SIZE,
@@ -57,19 +57,22 @@ from nubes.storage.base import Txn
 SERVICE_IDENTITY = {"PrincipalId": "dynamodb.amazonaws.com", "Type": "Service"}
 
 
-@dataclass
 class Effects:
-    """What a transaction did that matters after commit."""
+    """What a transaction did that matters after commit (a plain class with
+    slots: one is made for every request)."""
 
-    now: float
-    region: str
-    #: stream ARNs that got records (their consumers are woken after commit)
-    streams: set[str] = field(default_factory=set)
-    #: capacity units consumed, by table name (ReturnConsumedCapacity)
-    usage: dict[str, float] = field(default_factory=dict)
-    #: whether the request asked for ConsumedCapacity (single-item operations
-    #: skip sizing items when it did not)
-    metered: bool = True
+    __slots__ = ("metered", "now", "region", "streams", "usage")
+
+    def __init__(self, now: float, region: str, metered: bool = True) -> None:
+        self.now = now
+        self.region = region
+        #: stream ARNs that got records (their consumers are woken after commit)
+        self.streams: set[str] = set()
+        #: capacity units consumed, by table name (ReturnConsumedCapacity)
+        self.usage: dict[str, float] = {}
+        #: whether the request asked for ConsumedCapacity (single-item
+        #: operations skip sizing items when it did not)
+        self.metered = metered
 
     def charge(self, table: Table, units: float) -> None:
         """Count capacity units against a table."""
@@ -212,11 +215,7 @@ def writes_blind(table: Table, effects: Effects) -> bool:
     """Whether unconditional writes to this table can replace items without
     reading them first: no capacity to measure, no index, TTL or stream upkeep
     depends on the old item."""
-    return (
-        not effects.metered and current_stream(table) is None
-        and not table.get("GlobalSecondaryIndexes") and not table.get("LocalSecondaryIndexes")
-        and not (table.get("TTL") or {}).get("Enabled")
-    )  # fmt: skip
+    return not effects.metered and write_facts(table).plain
 
 
 def _blind_write(table: Table, prepared: Prepared, mode: str, effects: Effects) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from nubes.services.dynamodb.tables import Table, key_names, primary_key, uid_bytes
+from nubes.services.dynamodb.tables import Table, key_names, primary_key, uid_bytes, write_facts
 from nubes.services.dynamodb.types import (
     AttributeValue,
     Item,
@@ -68,7 +68,7 @@ def check_item_keys(table: Table, item: Item) -> None:
 
 def check_index_keys(table: Table, item: Item) -> None:
     """Index key attributes present in an item have the index's key types."""
-    if not table.get("GlobalSecondaryIndexes") and not table.get("LocalSecondaryIndexes"):
+    if not write_facts(table).indexed:
         return
     types = attribute_types(table)
     for field in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):

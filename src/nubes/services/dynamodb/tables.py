@@ -126,10 +126,23 @@ def table_location(region: str, name: str) -> tuple[str, str]:
     return region, name
 
 
+@lru_cache(maxsize=1024)
+def _plain_table_key(region: str, name: str) -> bytes | None:
+    # memoised: every item operation names its table; ARNs and bad names
+    # (None) take table_location's way
+    if name.startswith("arn:") or _name_problem(name) is not None:
+        return None
+    return table_key(region, name)
+
+
 def require_table(txn: Txn, region: str, name: str, *, describe: bool = False) -> Table:
     """The table record or ResourceNotFoundException (``name`` may be an ARN)."""
-    region, name = table_location(region, name)
-    table = load_table(txn, region, name)
+    key = _plain_table_key(region, name)
+    if key is None:
+        region, name = table_location(region, name)
+        key = table_key(region, name)
+    raw = txn.get(TABLES, key)
+    table = None if raw is None else _decode(raw)
     if table is None or table.get("TableStatus") == "DELETING":
         raise not_found(name if describe else None)
     return table
@@ -172,6 +185,38 @@ def primary_key(table: Table) -> PrimaryKey:
             _PRIMARY_KEYS.clear()
         _PRIMARY_KEYS[table["uid"]] = found
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class WriteFacts:
+    """What a single-item write asks of a table record besides its key: the
+    answers of a few lookups, made once per record instead of per request."""
+
+    #: the table has a global or local secondary index
+    indexed: bool
+    #: no stream, index or enabled TTL: nothing but the item itself changes on
+    #: a write, so an unconditional write may replace it without reading it
+    plain: bool
+
+
+#: WriteFacts by record identity (the record is kept with them, so its id is
+#: never reused while the entry lives): records are read-only once loaded
+#: (:func:`load_table`), and a changed table is a new record
+_WRITE_FACTS: dict[int, tuple[Table, WriteFacts]] = {}
+
+
+def write_facts(table: Table) -> WriteFacts:
+    """The table record's :class:`WriteFacts` (computed once per record)."""
+    entry = _WRITE_FACTS.get(id(table))
+    if entry is not None and entry[0] is table:
+        return entry[1]
+    indexed = bool(table.get("GlobalSecondaryIndexes") or table.get("LocalSecondaryIndexes"))
+    ttl = bool((table.get("TTL") or {}).get("Enabled"))
+    facts = WriteFacts(indexed, not indexed and not ttl and current_stream(table) is None)
+    if len(_WRITE_FACTS) >= 1024:
+        _WRITE_FACTS.clear()
+    _WRITE_FACTS[id(table)] = (table, facts)
+    return facts
 
 
 # -- schema helpers ------------------------------------------------------------------
