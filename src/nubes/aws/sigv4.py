@@ -143,6 +143,20 @@ def _canonical_headers(signed: Iterable[str], headers: dict[str, str]) -> str:
 
 
 _KEY_CACHE: dict[tuple[str, str, str, str], bytes] = {}
+#: an HMAC already keyed with each signing key: copying it and feeding the string to
+#: sign costs ~1.3 us where ``hmac.digest`` sets the key up again for ~2.4
+_MAC_CACHE: dict[bytes, hmac.HMAC] = {}
+
+
+def _signature(key: bytes, to_sign: bytes) -> str:
+    mac = _MAC_CACHE.get(key)
+    if mac is None:
+        if len(_MAC_CACHE) > 1024:
+            _MAC_CACHE.clear()
+        mac = _MAC_CACHE[key] = hmac.new(key, digestmod=hashlib.sha256)
+    mac = mac.copy()
+    mac.update(to_sign)
+    return mac.hexdigest()
 
 
 def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
@@ -217,6 +231,6 @@ def verify(
         [ALGORITHM, sig.amz_date, sig.scope, hashlib.sha256(canonical.encode()).hexdigest()]
     )
     key = signing_key(secret, sig.date, sig.region, sig.service)
-    expected = hmac.digest(key, to_sign.encode(), "sha256").hex()
+    expected = _signature(key, to_sign.encode())
     if not hmac.compare_digest(expected, sig.signature):
         raise SignatureProblem("mismatch", canonical)
