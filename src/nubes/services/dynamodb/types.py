@@ -193,12 +193,12 @@ def validate_item(item: Any) -> Item:
     item itself when nothing needed normalising: callers never change it)."""
     if not isinstance(item, dict):
         raise validation("Item must be a map")
-    # names are checked in bulk; a bad one takes the attribute-by-attribute
-    # walk, whose errors come in the item's order
-    if "" in item or (item and max(map(len, item)) > 16383):
-        return _validate_each(item)
     out: Item | None = None
     for name, value in item.items():
+        if not name or len(name) > 16383:
+            # the attribute-by-attribute walk gives the error of the first bad
+            # name or value in the item's order
+            return _validate_each(item)
         # the common values pass as they are without a call: strings, binary,
         # booleans, plain integers (canonical_number's first case) and string
         # sets without duplicates; anything else gets the full check
