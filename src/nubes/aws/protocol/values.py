@@ -559,7 +559,11 @@ def json_output(shape: Shape, value: Any) -> Any:
     """``to_json(shape, value)`` through a converter compiled once per shape object
     (botocore caches the shape tree per operation): the per-node type dispatch and
     format lookups happen at compile time, not per response."""
-    return _json_converter(shape)(value) if needs_conversion(shape) else value
+    convert: Converter | None = getattr(shape, "_nubes_json_output", None)
+    if convert is None:
+        convert = _json_converter(shape) if needs_conversion(shape) else _identity
+        shape._nubes_json_output = convert
+    return convert(value)
 
 
 Converter = Callable[[Any], Any]
@@ -619,10 +623,18 @@ def _structure_converter(shape: StructureShape) -> Converter:
     # filled on first use, level by level: a recursive shape's members are new
     # shape objects at every depth, so compiling ahead would never end
     compiled: dict[str, tuple[str, Converter | None]] = {}
+    # members that go out as they are, under their own name: a value holding only
+    # these (DynamoDB's {"S": ...}) is sent as it is, not copied
+    plain = frozenset(name for name, (wire, member) in plan.items() if wire == name and member is None)
 
     def convert_structure(value: Any) -> Any:
         if value is None:
             return None
+        for key, item in value.items():
+            if item is None or key not in plain:
+                break
+        else:
+            return value
         if len(compiled) != len(plan):
             for name, (wire, member) in plan.items():
                 compiled[name] = (wire, None if member is None else _json_converter(member))
