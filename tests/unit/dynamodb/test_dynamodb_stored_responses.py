@@ -128,3 +128,49 @@ def test_projected_and_failing_reads_still_take_the_serializer() -> None:
             await app.stop()
 
     asyncio.run(main())
+
+
+_QUERY_OUTPUT = botocore.session.get_session().get_service_model("dynamodb").operation_model("Query").output_shape
+_SCAN_OUTPUT = botocore.session.get_session().get_service_model("dynamodb").operation_model("Scan").output_shape
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=30)
+@given(st.lists(_items, min_size=1, max_size=6), st.integers(1, 4))
+def test_query_and_scan_over_http_are_what_the_serializer_writes(items: list[dict[str, Any]], limit: int) -> None:
+    async def main() -> None:
+        app = App(Settings(data_dir=Path(tempfile.mkdtemp(prefix="ddb-stored-")), tls_port=-1, no_auth=True))
+        gateway = Gateway(app)
+        await app.start()
+        try:
+            await app.call("dynamodb", "CreateTable", {
+                "TableName": "pages", "BillingMode": "PAY_PER_REQUEST",
+                "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+                "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "B"}, {"AttributeName": "sk", "AttributeType": "N"},
+                                         {"AttributeName": "ls", "AttributeType": "S"}],
+                "LocalSecondaryIndexes": [{"IndexName": "byls", "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"},
+                                                                             {"AttributeName": "ls", "KeyType": "RANGE"}],
+                                           "Projection": {"ProjectionType": "KEYS_ONLY"}}],
+            })  # fmt: skip
+            for n, item in enumerate(items):
+                key = {"pk": {"B": b"\x00p"}, "sk": {"N": str(n)}, "ls": {"S": f"l{n}"}}
+                await app.call("dynamodb", "PutItem", {"TableName": "pages", "Item": {**item, **key}})
+            key_condition = {"KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": {"B": b"\x00p"}}}
+            variants: list[tuple[str, Any, dict[str, Any]]] = [
+                ("Query", _QUERY_OUTPUT, key_condition),
+                ("Query", _QUERY_OUTPUT, {**key_condition, "Limit": limit, "ReturnConsumedCapacity": "TOTAL"}),
+                ("Query", _QUERY_OUTPUT, {**key_condition, "ScanIndexForward": False, "ProjectionExpression": "sk"}),
+                ("Query", _QUERY_OUTPUT, {**key_condition, "IndexName": "byls"}),
+                ("Query", _QUERY_OUTPUT, {**key_condition, "IndexName": "byls", "Select": "ALL_ATTRIBUTES", "Limit": limit}),
+                ("Query", _QUERY_OUTPUT, {**key_condition, "Select": "COUNT"}),
+                ("Scan", _SCAN_OUTPUT, {"Limit": limit}),
+                ("Scan", _SCAN_OUTPUT, {"FilterExpression": "sk > :z", "ExpressionAttributeValues": {":z": {"N": "0"}}}),
+                ("Scan", _SCAN_OUTPUT, {"Segment": 0, "TotalSegments": 2}),
+            ]
+            for operation, shape, extra in variants:
+                params = {"TableName": "pages", **extra}
+                expected = orjson.dumps(json_output(shape, await app.call("dynamodb", operation, params)))
+                assert await _http(gateway, operation, params) == (200, expected), (operation, extra)
+        finally:
+            await app.stop()
+
+    asyncio.run(main())

@@ -23,6 +23,7 @@ from nubes.services.dynamodb.partiql import batch_execute, parse_statement, run_
 from nubes.services.dynamodb.partiql import execute_transaction as partiql_transaction
 from nubes.services.dynamodb.prepare import prepare
 from nubes.services.dynamodb.tables import require_table, stream_expired
+from nubes.services.dynamodb.types import dump_document
 from nubes.storage.base import Txn
 
 log = logging.getLogger(__name__)
@@ -67,12 +68,25 @@ def _attempt(fn: Callable[[Txn, Effects], T], effects: Effects, txn: Txn) -> T:
 def _as_body(ctx: RequestContext, result: dict[str, Any]) -> dict[str, Any]:
     """Hand the gateway a JSON response body made here (through its
     ``response_body`` hook) for a result that embeds stored JSON as
-    ``orjson.Fragment``: the wire serializer would walk the item to convert
-    it, though the stored bytes are what it would produce. Members hold no
-    blob or timestamp outside the fragments, so ``orjson.dumps`` of the
-    result is the document the serializer writes."""
-    setattr(ctx, "response_body", orjson.dumps(result))  # noqa: B010 - optional gateway hook
+    ``orjson.Fragment``: the wire serializer would walk the items to convert
+    them, though the stored bytes are what it would produce. Outside the
+    fragments the members (GetItem's, Query's and Scan's) hold no timestamp
+    and no blob but AttributeValues' binary, which goes out as base64 as the
+    serializer writes it, so this is the document the serializer writes."""
+    setattr(ctx, "response_body", dump_document(result))  # noqa: B010 - optional gateway hook
     return {}
+
+
+def _stored_items(result: dict[str, Any]) -> bool:
+    """Whether a Query or Scan page holds items in their stored form."""
+    found: list[Any] = result.get("Items") or []
+    return len(found) > 0 and type(found[0]) is orjson.Fragment
+
+
+def _over_http(ctx: RequestContext) -> bool:
+    """Whether the answer goes out through the gateway as JSON (in-process
+    callers get items as dicts)."""
+    return ctx.http is not None and not ctx.query_protocol
 
 
 class DynamoDbProvider(Provider):
@@ -244,7 +258,7 @@ class DynamoDbProvider(Provider):
         name = params["TableName"]
         # over HTTP the found item goes out as stored: its bytes are already
         # the response's JSON (in-process callers get the item itself)
-        as_stored = ctx.http is not None and not ctx.query_protocol
+        as_stored = _over_http(ctx)
 
         region = ctx.region
         # _read_op's steps in line: GetItem is the hottest read
@@ -287,9 +301,11 @@ class DynamoDbProvider(Provider):
             source = query.source_for(table, params)
             bounds = query.key_range(source, prepared)
             query.check_filter(source, prepared)
-            return query.read_page(txn, source, params, prepared, bounds, effects=effects)
+            return query.read_page(txn, source, params, prepared, bounds, effects=effects, as_stored=as_stored)
 
-        return await self._read_op(ctx, params, run)
+        as_stored = _over_http(ctx)
+        result = await self._read_op(ctx, params, run)
+        return _as_body(ctx, result) if as_stored and _stored_items(result) else result
 
     async def scan(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         """Every item of the table or an index, optionally one segment of a parallel scan."""
@@ -299,9 +315,12 @@ class DynamoDbProvider(Provider):
         def run(txn: Txn, effects: Effects) -> dict[str, Any]:
             table = require_table(txn, ctx.region, params["TableName"])
             source = query.source_for(table, params)
-            return query.read_page(txn, source, params, prepared, (source.prefix(), None, None), segment, effects=effects)
+            return query.read_page(txn, source, params, prepared, (source.prefix(), None, None), segment, effects=effects,
+                                   as_stored=as_stored)  # fmt: skip
 
-        return await self._read_op(ctx, params, run)
+        as_stored = _over_http(ctx)
+        result = await self._read_op(ctx, params, run)
+        return _as_body(ctx, result) if as_stored and _stored_items(result) else result
 
     # -- transactions ---------------------------------------------------------------------------
 

@@ -8,6 +8,8 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from nubes.services.dynamodb.expressions.evaluate import evaluate, project
 from nubes.services.dynamodb.expressions.lexer import expression_error
 from nubes.services.dynamodb.expressions.nodes import (
@@ -267,8 +269,10 @@ def _start_key(source: Source, params: dict[str, Any]) -> bytes | None:
 
 
 def read_page(txn: Txn, source: Source, params: dict[str, Any], prepared: Prepared, bounds: tuple[bytes, bytes | None, bytes | None],
-              segment: tuple[int, int] | None = None, *, effects: Effects | None = None) -> dict[str, Any]:  # fmt: skip
-    """Read one page of a Query or Scan."""
+              segment: tuple[int, int] | None = None, *, effects: Effects | None = None,
+              as_stored: bool = False) -> dict[str, Any]:  # fmt: skip
+    """Read one page of a Query or Scan. With ``as_stored``, items that go out
+    whole are their stored JSON as ``orjson.Fragment`` (see ``items.get_item``)."""
     select = _select(source, params, prepared)
     limit = params.get("Limit")
     if limit is not None and limit < 1:
@@ -290,6 +294,7 @@ def read_page(txn: Txn, source: Source, params: dict[str, Any], prepared: Prepar
         else:
             end = after if end is None else min(end, after)
     items: list[Item] = []
+    raws: list[bytes] = []
     scanned = 0
     size = 0
     last: Item | None = None
@@ -316,22 +321,31 @@ def read_page(txn: Txn, source: Source, params: dict[str, Any], prepared: Prepar
             if prepared.filter is not None and not evaluate(prepared.filter, item, prepared.bindings, prepared.filter_kind):
                 continue
             items.append(item)
+            raws.append(raw)
         if more or len(chunk) < wanted:
             break
     if effects is not None:  # 1 unit per 4 KB read, half for eventually consistent reads
         effects.charge(source.table, max(1, math.ceil(size / 4096)) * (1.0 if params.get("ConsistentRead") else 0.5))
     result: dict[str, Any] = {"Count": len(items), "ScannedCount": scanned}
     if select != "COUNT":
-        result["Items"] = [_shape(txn, source, item, select, prepared) for item in items]
+        if as_stored and prepared.projection is None and not _fetches(source, select):
+            result["Items"] = [orjson.Fragment(raw) for raw in raws]
+        else:
+            result["Items"] = [_shape(txn, source, item, select, prepared) for item in items]
     if more and last is not None:
         result["LastEvaluatedKey"] = source.page_key(last)
     return result
 
 
-def _shape(txn: Txn, source: Source, item: Item, select: str, prepared: Prepared) -> Item:
+def _fetches(source: Source, select: str) -> bool:
+    """Whether items come from the table rather than as the index stores
+    them: an LSI fetches what it does not project (a GSI cannot)."""
     partial_index = source.index is not None and source.index["Projection"]["ProjectionType"] != "ALL"
-    # an LSI fetches what it does not project from the table (a GSI cannot)
-    if source.index_kind == "LSI" and partial_index and select in ("ALL_ATTRIBUTES", "SPECIFIC_ATTRIBUTES"):
+    return source.index_kind == "LSI" and partial_index and select in ("ALL_ATTRIBUTES", "SPECIFIC_ATTRIBUTES")
+
+
+def _shape(txn: Txn, source: Source, item: Item, select: str, prepared: Prepared) -> Item:
+    if _fetches(source, select):
         raw = txn.get(ITEMS, item_key(source.table, item))
         if raw is not None:
             item = load_item(raw)

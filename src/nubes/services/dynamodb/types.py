@@ -412,6 +412,12 @@ def dump_item(item: Item) -> bytes:
     return orjson.dumps(item, default=_bytes_to_text)
 
 
+def dump_document(document: Any) -> bytes:
+    """JSON of any document holding AttributeValues, binary as base64: as the
+    store and the wire write them."""
+    return orjson.dumps(document, default=_bytes_to_text)
+
+
 def _restore_binary(value: AttributeValue) -> AttributeValue:
     kind, inner = next(iter(value.items()))
     if kind == "B" and isinstance(inner, str):
