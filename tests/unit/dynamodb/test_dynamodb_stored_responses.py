@@ -174,3 +174,41 @@ def test_query_and_scan_over_http_are_what_the_serializer_writes(items: list[dic
             await app.stop()
 
     asyncio.run(main())
+
+
+_BATCH_OUTPUT = botocore.session.get_session().get_service_model("dynamodb").operation_model("BatchGetItem").output_shape
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=30)
+@given(st.lists(_items, min_size=1, max_size=5))
+def test_batch_get_item_over_http_is_what_the_serializer_writes(items: list[dict[str, Any]]) -> None:
+    async def main() -> None:
+        app = App(Settings(data_dir=Path(tempfile.mkdtemp(prefix="ddb-stored-")), tls_port=-1, no_auth=True))
+        gateway = Gateway(app)
+        await app.start()
+        try:
+            for table in ("one", "two"):
+                await app.call("dynamodb", "CreateTable", {
+                    "TableName": table, "BillingMode": "PAY_PER_REQUEST",
+                    "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+                    "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "B"}],
+                })  # fmt: skip
+                for n, item in enumerate(items):
+                    await app.call("dynamodb", "PutItem", {"TableName": table, "Item": {**item, "pk": {"B": bytes([n])}}})
+            keys = [{"pk": {"B": bytes([n])}} for n in range(len(items) + 1)]  # the last one is missing
+            variants: list[dict[str, Any]] = [
+                {"RequestItems": {"one": {"Keys": keys}}},
+                {"RequestItems": {"one": {"Keys": keys, "ConsistentRead": True}, "two": {"Keys": keys[:2]}},
+                 "ReturnConsumedCapacity": "TOTAL"},
+                {"RequestItems": {"one": {"Keys": keys, "ProjectionExpression": "pk"}, "two": {"Keys": keys}},
+                 "ReturnConsumedCapacity": "INDEXES"},
+            ]  # fmt: skip
+            for params in variants:
+                expected = orjson.dumps(json_output(_BATCH_OUTPUT, await app.call("dynamodb", "BatchGetItem", params)))
+                assert await _http(gateway, "BatchGetItem", params) == (200, expected), params
+            status, body = await _http(gateway, "BatchGetItem", {"RequestItems": {"one": {"Keys": [keys[0], keys[0]]}}})
+            assert (status, orjson.loads(body)["message"]) == (400, "Provided list of item keys contains duplicates")
+        finally:
+            await app.stop()
+
+    asyncio.run(main())

@@ -70,7 +70,7 @@ def _as_body(ctx: RequestContext, result: dict[str, Any]) -> dict[str, Any]:
     ``response_body`` hook) for a result that embeds stored JSON as
     ``orjson.Fragment``: the wire serializer would walk the items to convert
     them, though the stored bytes are what it would produce. Outside the
-    fragments the members (GetItem's, Query's and Scan's) hold no timestamp
+    fragments the members (GetItem's, BatchGetItem's, Query's and Scan's) hold no timestamp
     and no blob but AttributeValues' binary, which goes out as base64 as the
     serializer writes it, so this is the document the serializer writes."""
     setattr(ctx, "response_body", dump_document(result))  # noqa: B010 - optional gateway hook
@@ -279,9 +279,12 @@ class DynamoDbProvider(Provider):
     async def batch_get_item(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         """Up to 100 items from one or more tables."""
         request = params["RequestItems"]
-        return await self._read_op(
-            ctx, params, lambda txn, effects: transactions.batch_get(txn, ctx.region, request, effects), single=False
-        )
+        as_stored = _over_http(ctx)
+        result = await self._read_op(
+            ctx, params, lambda txn, effects: transactions.batch_get(txn, ctx.region, request, effects, as_stored=as_stored),
+            single=False,
+        )  # fmt: skip
+        return _as_body(ctx, result) if as_stored else result
 
     async def batch_write_item(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         """Up to 25 puts and deletes across tables."""

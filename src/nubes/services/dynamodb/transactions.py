@@ -28,13 +28,20 @@ from nubes.services.dynamodb.items import (
     write_units,
     writes_blind,
 )
-from nubes.services.dynamodb.keys import check_index_keys, extract_key, item_key, key_of
+from nubes.services.dynamodb.keys import (
+    check_index_keys,
+    extract_key,
+    item_key,
+    key_of,
+    key_store_key,
+)
 from nubes.services.dynamodb.prepare import Prepared, prepare
 from nubes.services.dynamodb.tables import ITEMS, TOKENS, Table, require_table
 from nubes.services.dynamodb.types import (
     Item,
     check_item_size,
     dump_item,
+    load_item,
     validate_item,
     validation,
 )
@@ -187,27 +194,36 @@ def transact_get(txn: Txn, region: str, items: list[dict[str, Any]], effects: Ef
     return {"Responses": responses}
 
 
-def batch_get(txn: Txn, region: str, request: dict[str, Any], effects: Effects) -> dict[str, Any]:
+def batch_get(txn: Txn, region: str, request: dict[str, Any], effects: Effects, *,
+              as_stored: bool = False) -> dict[str, Any]:  # fmt: skip
     """BatchGetItem: everything at once (nothing is left unprocessed below the
-    16 MB response limit)."""
+    16 MB response limit). With ``as_stored``, items that go out whole are
+    their stored JSON as ``orjson.Fragment`` (see ``items.get_item``)."""
     total = sum(len(spec.get("Keys") or []) for spec in request.values())
     if total > MAX_BATCH_GET:
         raise validation("Too many items requested for the BatchGetItem call")
-    responses: dict[str, list[Item]] = {}
+    responses: dict[str, list[Any]] = {}
     for name, spec in request.items():
         prepared = prepare(spec, projection=True)
         table = require_table(txn, region, name)
-        found: list[Item] = []
+        whole = as_stored and prepared.projection is None
+        found: list[Any] = []
         seen: set[bytes] = set()
         for raw_key in spec.get("Keys") or []:
-            key = key_of(table, raw_key)
-            store_key = item_key(table, key)
+            store_key = key_store_key(table, raw_key)
             if store_key in seen:
                 raise validation("Provided list of item keys contains duplicates")
             seen.add(store_key)
-            item = read_item(txn, table, key)
-            effects.charge(table, read_units(item, bool(spec.get("ConsistentRead"))))
-            if item is not None:
+            raw = txn.get(ITEMS, store_key)
+            item = None if raw is None or (whole and not effects.metered) else load_item(raw)
+            if effects.metered:
+                effects.charge(table, read_units(item, bool(spec.get("ConsistentRead"))))
+            if raw is None:
+                continue
+            if whole:
+                found.append(orjson.Fragment(raw))
+            else:
+                item = load_item(raw) if item is None else item
                 found.append(project(item, prepared.projection) if prepared.projection is not None else item)
         responses[name] = found
     return {"Responses": responses, "UnprocessedKeys": {}}
