@@ -252,11 +252,12 @@ def put_item(txn: Txn, table: Table, params: dict[str, Any], prepared: Prepared,
 def delete_item(txn: Txn, table: Table, params: dict[str, Any], prepared: Prepared, effects: Effects) -> dict[str, Any]:
     """DeleteItem inside ``txn``."""
     mode = _return_values(params, ("NONE", "ALL_OLD"))
-    key = key_of(table, params["Key"])
+    store_key = key_store_key(table, params["Key"])
     if _blind_write(table, prepared, mode, effects):
-        txn.delete(ITEMS, item_key(table, key))
+        txn.delete(ITEMS, store_key)
         return {}
-    old = read_item(txn, table, key)
+    raw = txn.get(ITEMS, store_key)
+    old = None if raw is None else load_item(raw)
     _check(prepared, old, params)
     if effects.metered:
         effects.charge(table, write_units(old))
