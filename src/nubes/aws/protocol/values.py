@@ -320,25 +320,38 @@ def _compile_parser(shape: Shape) -> Parser:
 def _structure_parser(shape: StructureShape) -> Parser:
     wire = wire_members(shape)
     required = tuple(shape.required_members)
-    # filled on first use: a recursive shape's members are new shape objects at
-    # every depth, so compiling ahead would never end
-    members: dict[str, tuple[str, Parser]] = {}
+    # wire name → (member name, parser, or None for a string without constraints,
+    # the commonest member, checked inline rather than called); filled on first
+    # use: a recursive shape's members are new shape objects at every depth, so
+    # compiling ahead would never end
+    members: dict[str, tuple[str, Parser | None]] = {}
+    ready = False
 
     def parse_structure(value: Any) -> Any:
+        nonlocal ready
         if not isinstance(value, dict):
             raise _Refused
-        if len(members) != len(wire):
-            members.update((key, (name, json_parser(member))) for key, (name, member) in wire.items())
+        if not ready:
+            for key, (name, member) in wire.items():
+                parser = json_parser(member)
+                members[key] = (name, None if parser is _parse_string else parser)
+            ready = True
         out: dict[str, Any] = {}
         for key, item in value.items():
             found = members.get(key)
             if found is None or item is None:
                 continue
             name, parse = found
-            out[name] = parse(item)
-        for name in required:
-            if out.get(name) is None:
-                raise _Refused
+            if parse is None:
+                if not isinstance(item, str):
+                    raise _Refused
+                out[name] = item
+            else:
+                out[name] = parse(item)
+        if required:
+            for name in required:
+                if out.get(name) is None:
+                    raise _Refused
         return out
 
     return parse_structure
