@@ -200,3 +200,27 @@ def test_a_malformed_request_gets_400() -> None:
             assert status.startswith(b"HTTP/1.1 400")
 
     run(main())
+
+
+def test_responses_finished_together_each_reach_their_own_client() -> None:
+    """Responses finished in one loop pass leave together (the outbox): each goes to
+    the connection that asked, in order, and a closing one still gets its answer."""
+
+    async def main() -> None:
+        async with serving(echo) as port:
+            conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(6)]
+            for i, (_, writer) in enumerate(conns):
+                close = b"Connection: close\r\n" if i == 5 else b""
+                writer.write(b"GET /c%d HTTP/1.1\r\nHost: h\r\n%b\r\nGET /again%d HTTP/1.1\r\nHost: h\r\n\r\n" % (i, close, i))
+            for i, (reader, _) in enumerate(conns):
+                _, _, body = await read_response(reader)
+                assert body == b"GET /c%d ? " % i
+                if i == 5:
+                    assert await reader.read() == b""  # closed after its answer
+                else:
+                    _, _, body = await read_response(reader)
+                    assert body == b"GET /again%d ? " % i
+            for _, writer in conns:
+                writer.close()
+
+    run(main())
