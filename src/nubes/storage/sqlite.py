@@ -9,12 +9,14 @@ block the writer and always see every committed write. A read starts on the
 caller's thread (a thread hop costs more than a point read) under a small time
 budget, and moves to a reader thread if it needs longer or would have to wait.
 
-A write that finds the writer idle runs on the caller's thread too, as a batch
-of one: handing it to the writer thread and waking the event loop with the
-answer costs more than the write itself (~40 us at the median, over a
-millisecond at the tail, in GIL hand-offs). Only with ``durability="normal"``,
-whose COMMIT does not wait for the disk; the WAL is checkpointed by the writer
-thread, never on the caller's. A write is never interrupted and run again, so
+Writes that find the writer idle run on the event loop's thread instead: the
+writes made during one pass of the loop are committed together at its end, each
+in its own savepoint (concurrent requests share one BEGIN/COMMIT, and pages they
+both change, such as a queue's newest leaf, go to the WAL once). Handing them to
+the writer thread and waking the event loop with the answer costs more than the
+writes themselves (~40 us at the median, over a millisecond at the tail, in GIL
+hand-offs). Only with ``durability="normal"``, whose COMMIT does not wait for
+the disk; the WAL is checkpointed by the writer thread, never on the loop's. A write is never interrupted and run again, so
 store functions keep the contract they have: run once, unless the database
 itself fails.
 
@@ -258,7 +260,10 @@ class SqliteStore:
         #: or an inline write on the caller's thread
         self._conn_lock = threading.Lock()
         self._busy_wait = True  # the write connection's busy_timeout is its 30 s
+        #: writes since the last checkpoint
         self._commits_since_checkpoint = 0
+        #: each event loop's writes of its current pass, committed at its end
+        self._pass_batches: dict[asyncio.AbstractEventLoop, list[Item]] = {}
         self._writes: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
         self._closed = False
         self._gate = threading.Lock()
@@ -305,53 +310,93 @@ class SqliteStore:
     async def write(self, fn: Callable[[Txn], T]) -> T:
         """Run ``fn`` in the next group commit; returns after that commit.
 
-        When the writer is idle the write runs at once on this thread (see the
-        module's notes); if another process holds the database's write lock it
-        goes to the writer thread, which may wait for it."""
-        if self.inline_writes and self._writes.empty() and self._conn_lock.acquire(blocking=False):
-            try:
-                done, inline = self._inline_write(fn)
-            finally:
-                self._conn_lock.release()
-            if done:
-                return inline  # type: ignore[return-value]
+        When the writer is idle, the writes made during one pass of the event loop
+        are committed together on this thread at the end of the pass (see the
+        module's notes); if another process holds the database's write lock they
+        go to the writer thread, which may wait for it."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        self._put_write((fn, loop, fut))
+        if self.inline_writes and self._writes.empty():
+            batch = self._pass_batches.get(loop)
+            if batch is None:
+                batch = self._pass_batches[loop] = []
+                loop.call_soon(self._commit_pass, loop)
+            batch.append((fn, loop, fut))
+        else:
+            self._put_write((fn, loop, fut))
         result: T = await fut
         return result
 
-    def _inline_write(self, fn: Callable[[Txn], T]) -> tuple[bool, T | None]:
-        """(True, result) once committed; (False, None) when the database is busy
-        (nothing ran: the writer thread takes ``fn``). Raises what ``fn`` raised, its
-        changes undone. The caller holds _conn_lock."""
+    def _commit_pass(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Commit the writes this loop's pass made, in one transaction (each in its
+        own savepoint); hand them to the writer thread if the connection is busy."""
+        batch = self._pass_batches.pop(loop, None)
+        if not batch:
+            return
+        outcomes: list[tuple[bool, Any]] | None = None
         if self._closed:
-            raise StoreError("the store is closed")
+            outcomes = [(False, StoreError("the store is closed"))] * len(batch)
+        elif self._writes.empty() and self._conn_lock.acquire(blocking=False):
+            try:
+                outcomes = self._commit_inline(batch)
+            finally:
+                self._conn_lock.release()
+        if outcomes is None:  # the writer thread is busy, or another process's lock
+            try:
+                for item in batch:
+                    self._put_write(item)
+            except StoreError as exc:
+                outcomes = [(False, exc)] * len(batch)
+            else:
+                return
+        for (_fn, _loop, fut), (ok, value) in zip(batch, outcomes, strict=True):
+            if not fut.done():  # (a caller that was cancelled)
+                if ok:
+                    fut.set_result(value)
+                else:
+                    fut.set_exception(value)
+
+    def _commit_inline(self, batch: list[Item]) -> list[tuple[bool, Any]] | None:
+        """Per-function outcomes once committed; None when the database is busy
+        (nothing ran: the writer thread takes the batch). The caller holds _conn_lock."""
         conn = self._writer_conn
         if self._busy_wait:  # never wait for another process's lock on the event loop
             conn.execute("PRAGMA busy_timeout = 0")
             self._busy_wait = False
         ran = False
+        first = batch[0][0]
 
-        def once(txn: Txn) -> T:
+        def once(txn: Txn) -> Any:
             nonlocal ran
             ran = True
-            return fn(txn)
+            return first(txn)
 
+        work: list[Item] = [(once, None, None), *((fn, None, None) for fn, _, _ in batch[1:])]
         try:
-            ((ok, value),) = self._commit(conn, [(once, None, None)])
+            outcomes = self._commit(conn, work)
         except sqlite3.OperationalError as exc:
-            # BEGIN IMMEDIATE found another process's lock before fn ran: the writer
-            # thread, which may wait, takes it; once fn has run it is never run again
+            # BEGIN IMMEDIATE found another process's lock before anything ran: the
+            # writer thread, which may wait, takes the batch; what ran never runs again
             if not ran and ("locked" in str(exc) or "busy" in str(exc)):
-                return False, None
-            raise
-        if not ok:
-            raise value
-        self._commits_since_checkpoint += 1
-        if self._commits_since_checkpoint == CHECKPOINT_COMMITS:
+                return None
+            return self._failed(conn, exc, len(batch))
+        except Exception as exc:  # the database itself failed (I/O error, ...)
+            return self._failed(conn, exc, len(batch))
+        before = self._commits_since_checkpoint
+        self._commits_since_checkpoint = before + len(batch)
+        if before < CHECKPOINT_COMMITS <= self._commits_since_checkpoint:
             self._request_checkpoint()
-        return True, value
+        return outcomes
+
+    @staticmethod
+    def _failed(conn: sqlite3.Connection, exc: Exception, count: int) -> list[tuple[bool, Any]]:
+        """Every function's outcome after the transaction itself failed (rolled back)."""
+        try:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            log.exception("rollback after a failed write failed")
+        return [(False, StoreError(f"write failed: {exc}"))] * count
 
     def _request_checkpoint(self) -> None:
         """Ask the writer thread to checkpoint the WAL (a no-op write item)."""
@@ -434,16 +479,11 @@ class SqliteStore:
                         conn.execute("PRAGMA busy_timeout = 30000")
                         self._busy_wait = True
                     work = [item for item in batch if item[0] is not _CHECKPOINT]
-                    self._commits_since_checkpoint += 1 if work else 0
+                    self._commits_since_checkpoint += len(work)
                     try:
                         outcomes = self._commit(conn, work) if work else []
                     except Exception as exc:  # the database itself failed (I/O error, ...)
-                        try:
-                            if conn.in_transaction:
-                                conn.execute("ROLLBACK")
-                        except sqlite3.Error:
-                            log.exception("rollback after a failed write failed")
-                        outcomes = [(False, StoreError(f"write failed: {exc}"))] * len(work)
+                        outcomes = self._failed(conn, exc, len(work))
                     self._maybe_checkpoint(conn)
                 if work:
                     deliver_all(work, outcomes)
