@@ -30,7 +30,8 @@ Item = tuple[Callable[..., Any], asyncio.AbstractEventLoop | None, Any]
 Outcome = tuple[Any, bool, Any]
 
 
-def _settle(outcomes: Iterable[Outcome]) -> None:
+def settle(outcomes: Iterable[Outcome]) -> None:
+    """Resolve futures on the calling thread (their loop's own, or blocking callers')."""
     for fut, ok, value in outcomes:
         if fut.done():  # the awaiting task was cancelled; the work still happened
             continue
@@ -43,10 +44,10 @@ def _settle(outcomes: Iterable[Outcome]) -> None:
 def deliver(loop: asyncio.AbstractEventLoop | None, outcomes: list[Outcome]) -> None:
     """Resolve futures from a store thread: on their loop, or directly if blocking."""
     if loop is None:
-        _settle(outcomes)
+        settle(outcomes)
         return
     try:
-        loop.call_soon_threadsafe(_settle, outcomes)
+        loop.call_soon_threadsafe(settle, outcomes)
     except RuntimeError:  # the caller's loop is closed: nobody is waiting any more
         pass
 

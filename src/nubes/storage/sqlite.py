@@ -16,9 +16,9 @@ both change, such as a queue's newest leaf, go to the WAL once). Handing them to
 the writer thread and waking the event loop with the answer costs more than the
 writes themselves (~40 us at the median, over a millisecond at the tail, in GIL
 hand-offs). Only with ``durability="normal"``, whose COMMIT does not wait for
-the disk; the WAL is checkpointed by the writer thread, never on the loop's. A write is never interrupted and run again, so
-store functions keep the contract they have: run once, unless the database
-itself fails.
+the disk; the WAL is checkpointed by the writer thread, never on the loop's. A
+write is never interrupted and run again, so store functions keep the contract
+they have: run once, unless the database itself fails.
 
 ``synchronous=NORMAL`` survives a killed process (the WAL is written before
 COMMIT returns); ``durability="full"`` also survives power loss.
@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from nubes.storage._sqlitetxn import SqliteTxn
-from nubes.storage._workers import Item, Workers, as_deliverable, deliver_all
+from nubes.storage._workers import Item, Workers, as_deliverable, deliver_all, settle
 from nubes.storage.base import StoreError, Txn
 
 log = logging.getLogger(__name__)
@@ -51,11 +51,12 @@ MAX_BATCH = 256
 READER_THREADS = 2
 #: seconds a read may run on the event loop before it is moved to the reader thread
 INLINE_READ_BUDGET = 0.0002
-#: commits after which the writer thread checkpoints the WAL (each commit writes a
-#: page or two; SQLite's own automatic checkpoint is at 1000 pages). A checkpoint
-#: copies each page once however often it changed, and syncs the database file:
-#: every 2048 commits instead of 256 took a 1 KB write from 44 to 35 us of CPU.
-CHECKPOINT_COMMITS = 2048
+#: writes after which the writer thread checkpoints the WAL (each writes a page or
+#: two; SQLite's own automatic checkpoint is at 1000 pages). Counted in writes, not
+#: commits, so the WAL between checkpoints does not grow with the batch size. A
+#: checkpoint copies each page once however often it changed, and syncs the database
+#: file: every 2048 writes instead of 256 took a 1 KB write from 44 to 35 us of CPU.
+CHECKPOINT_WRITES = 2048
 #: bytes per page of a new database. An index b-tree page keeps a record of up to
 #: about a quarter of the page inline; a longer one spills into overflow pages, each
 #: a further page to allocate, write to the WAL and free again. With 8 KiB pages a
@@ -100,31 +101,40 @@ CREATE INDEX IF NOT EXISTS queue_items_order ON queue_items (queue, id);
 -- nothing (a full one was one more b-tree page written to the WAL per commit)
 CREATE INDEX IF NOT EXISTS queue_items_fifo ON queue_items (queue, grp, id)
     WHERE grp IS NOT NULL;
--- Data dirs from before queue_items kept messages in queue_messages (AUTOINCREMENT):
--- move them over with their ids and their high-water mark, in one transaction. On
--- any other start this creates the old table empty and drops it again.
-BEGIN IMMEDIATE;
-CREATE TABLE IF NOT EXISTS queue_messages (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    queue TEXT NOT NULL,
-    grp TEXT,
-    value BLOB NOT NULL,
-    enqueued_at REAL NOT NULL,
-    visible_at REAL NOT NULL,
-    receive_count INTEGER NOT NULL DEFAULT 0,
-    first_received_at REAL,
-    lease_token TEXT NOT NULL DEFAULT ''
-);
-INSERT INTO queue_high_water (name, last)
-    SELECT 'queue_items', seq FROM sqlite_sequence WHERE name = 'queue_messages'
-    ON CONFLICT (name) DO UPDATE SET last = max(last, excluded.last);
-INSERT OR IGNORE INTO queue_items
-    (id, queue, grp, value, enqueued_at, visible_at, receive_count, first_received_at, lease_token)
-    SELECT id, queue, grp, value, enqueued_at, visible_at, receive_count, first_received_at,
-        lease_token FROM queue_messages;
-DROP TABLE queue_messages;
-COMMIT;
 """
+
+
+#: Data dirs from before queue_items kept messages in queue_messages (AUTOINCREMENT):
+#: moved over with their ids and their high-water mark, in one transaction, on the
+#: first start that finds that table (see ``_migrate_queue_messages``)
+_MIGRATE_QUEUE_MESSAGES = (
+    "INSERT INTO queue_high_water (name, last)"
+    " SELECT 'queue_items', seq FROM sqlite_sequence WHERE name = 'queue_messages'"
+    " ON CONFLICT (name) DO UPDATE SET last = max(last, excluded.last)",
+    "INSERT OR IGNORE INTO queue_items (id, queue, grp, value, enqueued_at, visible_at,"
+    " receive_count, first_received_at, lease_token)"
+    " SELECT id, queue, grp, value, enqueued_at, visible_at, receive_count, first_received_at,"
+    " lease_token FROM queue_messages",
+    "DROP TABLE queue_messages",
+)
+_HAS_QUEUE_MESSAGES = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'queue_messages'"
+
+
+def _migrate_queue_messages(conn: sqlite3.Connection) -> None:
+    """Move an old data dir's queue messages into queue_items. An ordinary start
+    only looks (no schema change, no write); the look is repeated under the write
+    lock, so two processes opening one old data dir migrate it once."""
+    if conn.execute(_HAS_QUEUE_MESSAGES).fetchone() is None:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if conn.execute(_HAS_QUEUE_MESSAGES).fetchone() is not None:
+            for statement in _MIGRATE_QUEUE_MESSAGES:
+                conn.execute(statement)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def _connect(path: Path, synchronous: str, *, read_only: bool) -> sqlite3.Connection:
@@ -249,6 +259,7 @@ class SqliteStore:
                 raise StoreError(f"{self.path}: cannot switch to WAL mode")
             self._writer_conn.execute("PRAGMA journal_size_limit = 67108864")
             self._writer_conn.executescript(SCHEMA)
+            _migrate_queue_messages(self._writer_conn)
             # the writer thread checkpoints (see _maybe_checkpoint): a COMMIT made on the
             # event loop must never be the one that copies the WAL back and syncs
             self._writer_conn.execute("PRAGMA wal_autocheckpoint = 0")
@@ -260,8 +271,7 @@ class SqliteStore:
         #: or an inline write on the caller's thread
         self._conn_lock = threading.Lock()
         self._busy_wait = True  # the write connection's busy_timeout is its 30 s
-        #: writes since the last checkpoint
-        self._commits_since_checkpoint = 0
+        self._writes_since_checkpoint = 0
         #: each event loop's writes of its current pass, committed at its end
         self._pass_batches: dict[asyncio.AbstractEventLoop, list[Item]] = {}
         self._writes: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
@@ -349,12 +359,8 @@ class SqliteStore:
                 outcomes = [(False, exc)] * len(batch)
             else:
                 return
-        for (_fn, _loop, fut), (ok, value) in zip(batch, outcomes, strict=True):
-            if not fut.done():  # (a caller that was cancelled)
-                if ok:
-                    fut.set_result(value)
-                else:
-                    fut.set_exception(value)
+        # on the loop's own thread: settled directly, not through call_soon_threadsafe
+        settle([(fut, ok, value) for (_fn, _loop, fut), (ok, value) in zip(batch, outcomes, strict=True)])
 
     def _commit_inline(self, batch: list[Item]) -> list[tuple[bool, Any]] | None:
         """Per-function outcomes once committed; None when the database is busy
@@ -382,9 +388,9 @@ class SqliteStore:
             return self._failed(conn, exc, len(batch))
         except Exception as exc:  # the database itself failed (I/O error, ...)
             return self._failed(conn, exc, len(batch))
-        before = self._commits_since_checkpoint
-        self._commits_since_checkpoint = before + len(batch)
-        if before < CHECKPOINT_COMMITS <= self._commits_since_checkpoint:
+        before = self._writes_since_checkpoint
+        self._writes_since_checkpoint = before + len(batch)
+        if before < CHECKPOINT_WRITES <= self._writes_since_checkpoint:
             self._request_checkpoint()
         return outcomes
 
@@ -446,11 +452,11 @@ class SqliteStore:
 
     # -- the writer thread ----------------------------------------------------
     def _maybe_checkpoint(self, conn: sqlite3.Connection, force: bool = False) -> None:
-        """Copy the WAL back into the database every ``CHECKPOINT_COMMITS`` commits
+        """Copy the WAL back into the database every ``CHECKPOINT_WRITES`` commits
         (PASSIVE: never waits for readers). The writer thread, with _conn_lock held."""
-        if not force and self._commits_since_checkpoint < CHECKPOINT_COMMITS:
+        if not force and self._writes_since_checkpoint < CHECKPOINT_WRITES:
             return
-        self._commits_since_checkpoint = 0
+        self._writes_since_checkpoint = 0
         try:
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except sqlite3.Error:
@@ -479,7 +485,7 @@ class SqliteStore:
                         conn.execute("PRAGMA busy_timeout = 30000")
                         self._busy_wait = True
                     work = [item for item in batch if item[0] is not _CHECKPOINT]
-                    self._commits_since_checkpoint += len(work)
+                    self._writes_since_checkpoint += len(work)
                     try:
                         outcomes = self._commit(conn, work) if work else []
                     except Exception as exc:  # the database itself failed (I/O error, ...)

@@ -802,7 +802,7 @@ def test_sqlite_inline_writes_keep_the_wal_checkpointed(tmp_path: Path, monkeypa
     does, so the WAL is reused instead of growing with every commit."""
     from nubes.storage import sqlite
 
-    monkeypatch.setattr(sqlite, "CHECKPOINT_COMMITS", 256)
+    monkeypatch.setattr(sqlite, "CHECKPOINT_WRITES", 256)
     store = SqliteStore(tmp_path / "nubes.db")
     assert store.inline_writes
 
