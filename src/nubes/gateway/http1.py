@@ -60,7 +60,14 @@ class _Outbox:
         self.loop = loop
         self.pending: list[tuple[asyncio.Transport, bytes, bool]] = []
 
-    def send(self, transport: asyncio.Transport, data: bytes, close: bool) -> None:
+    def send(self, transport: asyncio.Transport, data: bytes, close: bool, *, at_once: bool = False) -> None:
+        """Send ``data`` (then close) at the end of this pass, or ``at_once`` after
+        whatever is pending (a long response or a streamed chunk: flow control must
+        see it now)."""
+        if at_once:
+            self.flush()
+            _deliver(transport, data, close)
+            return
         if not self.pending:
             self.loop.call_soon(self.flush)
         self.pending.append((transport, data, close))
@@ -71,12 +78,16 @@ class _Outbox:
             return
         self.pending = []
         for transport, data, close in pending:
-            if transport.is_closing():
-                continue
-            if data:
-                transport.write(data)
-            if close:
-                transport.close()
+            _deliver(transport, data, close)
+
+
+def _deliver(transport: asyncio.Transport, data: bytes, close: bool) -> None:
+    if transport.is_closing():
+        return
+    if data:
+        transport.write(data)
+    if close:
+        transport.close()
 
 
 _OUTBOXES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Outbox] = weakref.WeakKeyDictionary()
@@ -183,16 +194,15 @@ class Http1Protocol(HttpToolsProtocol):
             app = service_unavailable
         keep_alive = http_version != "1.0" and parser.should_keep_alive()
         previous = self.cycle
-        self.cycle = Cycle(self, scope, keep_alive, self.expect_100_continue)
+        self.cycle = Cycle(self, app, scope, keep_alive, self.expect_100_continue)
         if previous is None or previous.response_complete:
-            self._start(self.cycle, app)
+            self._start(self.cycle)
         else:  # a pipelined request waits for the one before it
             self.flow.pause_reading()
             self.pending_cycles.append(self.cycle)
-            self.cycle.app = app
 
-    def _start(self, cycle: Cycle, app: Any) -> None:
-        task = self.loop.create_task(cycle.run_asgi(app))
+    def _start(self, cycle: Cycle) -> None:
+        task = self.loop.create_task(cycle.run_asgi())
         task.add_done_callback(self.tasks.discard)
         self.tasks.add(task)
 
@@ -223,8 +233,7 @@ class Http1Protocol(HttpToolsProtocol):
             return
         self.flow.resume_reading()
         if self.pending_cycles:
-            cycle = self.pending_cycles.pop(0)
-            self._start(cycle, cycle.app)
+            self._start(self.pending_cycles.pop(0))
         else:
             self._arm_keep_alive()
 
@@ -247,13 +256,15 @@ class Cycle:
         "scope", "transport", "waiter", "waiting_for_100_continue",
     )  # fmt: skip
 
-    def __init__(self, protocol: Http1Protocol, scope: Any, keep_alive: bool, expect_100_continue: bool) -> None:
+    def __init__(
+        self, protocol: Http1Protocol, app: Any, scope: Any, keep_alive: bool, expect_100_continue: bool
+    ) -> None:
         self.protocol = protocol
+        self.app = app
         self.transport = protocol.transport
         self.scope = scope
         self.keep_alive = keep_alive
         self.waiting_for_100_continue = expect_100_continue
-        self.app: Any = None
         self.body: list[bytes] = []
         self.body_size = 0
         self.more_body = True
@@ -275,9 +286,9 @@ class Cycle:
             if not waiter.done():
                 waiter.set_result(None)
 
-    async def run_asgi(self, app: Any) -> None:
+    async def run_asgi(self) -> None:
         try:
-            result = await app(self.scope, self.receive, self.send)
+            result = await self.app(self.scope, self.receive, self.send)
         except BaseException:
             self.protocol.logger.exception("Exception in ASGI application")
             if not self.response_started:
@@ -351,24 +362,15 @@ class Cycle:
                 raise RuntimeError("Response content longer than Content-Length")
             self.expected_length -= len(body)
             out = head + body if head is not None else body
-        outbox = self.protocol.outbox
         if not more_body:
             if self.expected_length != 0:
                 raise RuntimeError("Response content shorter than Content-Length")
             self.response_complete = True
-            if len(out) < _OUTBOX_LIMIT:
-                outbox.send(self.transport, out, not self.keep_alive)
-            else:
-                outbox.flush()  # what this connection sent before goes first
-                if out:
-                    self.transport.write(out)
-                if not self.keep_alive:
-                    self.transport.close()
+            self.protocol.outbox.send(self.transport, out, not self.keep_alive, at_once=len(out) >= _OUTBOX_LIMIT)
             self.wake()
             self.protocol.on_response_complete()
         elif out:
-            outbox.flush()
-            self.transport.write(out)
+            self.protocol.outbox.send(self.transport, out, False, at_once=True)
 
     def _start_response(self, status: int, headers: Any) -> None:
         """Build the status line and headers (written with the body), as uvicorn does."""
